@@ -1,0 +1,202 @@
+"""Answerers turn ranked passages into a cited answer, or an honest refusal.
+
+The default, :class:`ExtractiveAnswerer`, needs no language model: it answers
+with the passages' own sentences, so every sentence is supported by the
+passage it cites by construction, and it refuses when no sentence covers the
+question's content words well enough.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
+from dossier.text import sentence_spans, terms
+
+REFUSAL_TEXT = "The corpus does not say. None of the retrieved passages answers this question."
+
+
+@dataclass(frozen=True)
+class AnswerContext:
+    """What an answerer may use beyond the passages: corpus statistics of the collection."""
+
+    collection: str
+    idf: Callable[[str], float]
+
+
+class Answerer(ABC):
+    name: str
+
+    @abstractmethod
+    def answer(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> Answer: ...
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    passage: ScoredPassage
+    rank: int
+    start: int  # offsets into the document
+    end: int
+    text: str
+    coverage: float
+    score: float
+
+
+def _matches(term: str, text_terms: set[str]) -> bool:
+    if term in text_terms:
+        return True
+    # Stemmers keep demonyms and derivations apart (iran/iranian, albania/albanian);
+    # a shared stem of five or more letters is the same word for this purpose.
+    if len(term) < 4:
+        return False
+    return any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in text_terms)
+
+
+def coverage(
+    question_terms: Sequence[str], text_terms: set[str], idf: Callable[[str], float]
+) -> float:
+    """Share of the question's content (idf-weighted) that the text contains."""
+    weights = {t: idf(t) for t in question_terms}
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    return sum(w for t, w in weights.items() if _matches(t, text_terms)) / total
+
+
+def refusal(
+    question: str, collection: str, name: str, reason: str, passages: Sequence[ScoredPassage]
+) -> Answer:
+    return Answer(
+        question=question,
+        collection=collection,
+        text=REFUSAL_TEXT,
+        sentences=[],
+        citations=[],
+        refused=True,
+        answerer=name,
+        passages=list(passages),
+        refusal_reason=reason,
+    )
+
+
+class ExtractiveAnswerer(Answerer):
+    name = "extractive"
+
+    def __init__(
+        self,
+        *,
+        max_sentences: int = 3,
+        min_coverage: float = 0.45,
+        min_similarity: float = 0.25,
+        keep_ratio: float = 0.6,
+    ) -> None:
+        self.max_sentences = max_sentences
+        self.min_coverage = min_coverage
+        self.min_similarity = min_similarity
+        self.keep_ratio = keep_ratio
+
+    def _candidates(
+        self, qterms: list[str], passages: Sequence[ScoredPassage], idf: Callable[[str], float]
+    ) -> list[_Candidate]:
+        seen: set[tuple[str, int]] = set()
+        out: list[_Candidate] = []
+        top = max((sp.score for sp in passages), default=1.0) or 1.0
+        for rank, sp in enumerate(passages):
+            p = sp.passage
+            for s, e in sentence_spans(p.text):
+                key = (p.doc_id, p.start + s)
+                if key in seen:  # overlapping chunks repeat sentences
+                    continue
+                seen.add(key)
+                text = p.text[s:e]
+                cov = coverage(qterms, set(terms(text)), idf)
+                # Coverage decides; the passage's rank breaks ties between sentences
+                # that say the same amount, and short fragments are discounted.
+                length_factor = min(1.0, len(text.split()) / 8)
+                # News is written lead-first: the opening sentences state the why and what.
+                lead = 0.05 if p.start + s < 600 else 0.0
+                score = cov * length_factor + 0.15 * (sp.score / top) + lead
+                out.append(_Candidate(sp, rank, p.start + s, p.start + e, text, cov, score))
+        out.sort(key=lambda c: c.score, reverse=True)
+        return out
+
+    def answer(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> Answer:
+        qterms = list(dict.fromkeys(terms(question)))
+        if not passages:
+            return refusal(question, context.collection, self.name, "no passage matched", passages)
+        if not qterms:
+            return refusal(
+                question,
+                context.collection,
+                self.name,
+                "the question has no content words",
+                passages,
+            )
+        candidates = self._candidates(qterms, passages, context.idf)
+        best_similarity = max((sp.dense_similarity or 0.0 for sp in passages), default=0.0)
+        best_coverage = max((c.coverage for c in candidates), default=0.0)
+        # Embeddings of names and numbers are weak, so a sentence that holds
+        # nearly every content word of the question overrides a low similarity.
+        if best_similarity < self.min_similarity and best_coverage < 0.9:
+            return refusal(
+                question,
+                context.collection,
+                self.name,
+                f"closest passage similarity {best_similarity:.2f} < {self.min_similarity:.2f}",
+                passages,
+            )
+        if not candidates or candidates[0].coverage < self.min_coverage:
+            got = candidates[0].coverage if candidates else 0.0
+            return refusal(
+                question,
+                context.collection,
+                self.name,
+                f"best sentence covers {got:.2f} of the question (< {self.min_coverage:.2f})",
+                passages,
+            )
+        chosen = [candidates[0]]
+        for c in candidates[1:]:
+            if len(chosen) >= self.max_sentences:
+                break
+            if c.score >= self.keep_ratio * chosen[0].score and c.coverage >= self.min_coverage:
+                chosen.append(c)
+        # Read in document order when sentences come from one article.
+        chosen.sort(key=lambda c: (c.rank, c.start))
+        citations: list[Citation] = []
+        sentences: list[AnswerSentence] = []
+        for c in chosen:
+            p = c.passage.passage
+            number = len(citations) + 1
+            citations.append(
+                Citation(
+                    number=number,
+                    doc_id=p.doc_id,
+                    passage_id=p.passage_id,
+                    title=p.title,
+                    passage_text=p.text,
+                    quote=c.text,
+                    start=c.start,
+                    end=c.end,
+                    publisher=p.publisher,
+                    url=p.url,
+                    published=p.published,
+                )
+            )
+            sentences.append(AnswerSentence(text=c.text, citations=(number,), supported=True))
+        text = " ".join(f"{s.text} [{s.citations[0]}]" for s in sentences)
+        return Answer(
+            question=question,
+            collection=context.collection,
+            text=text,
+            sentences=sentences,
+            citations=citations,
+            refused=False,
+            answerer=self.name,
+            passages=list(passages),
+        )

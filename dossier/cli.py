@@ -1,0 +1,145 @@
+"""The ``dossier`` command: ingest, serve, ask, search."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dossier.errors import DossierError
+from dossier.settings import get_settings
+
+app = typer.Typer(
+    help="Dossier: cited answers over a curated corpus.", no_args_is_help=True, add_completion=False
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # bm25s logs every index build at DEBUG through its own handler.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+def _fail(exc: DossierError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path, typer.Argument(help="A folder of articles (.md, .txt, .html) or one file.")
+    ],
+    collection: Annotated[
+        str | None, typer.Option(help="Collection name; default: folder name.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Chunk, embed and index articles. Re-running only does what changed."""
+    _setup_logging(verbose)
+    from dossier.engine import Dossier
+    from ingest.pipeline import Ingestor
+
+    settings = get_settings()
+    name = collection or path.resolve().name
+    engine = Dossier(settings)
+    try:
+        report = Ingestor(settings, engine.store, engine.embedder).ingest(path, name)
+    except DossierError as exc:
+        _fail(exc)
+        return
+    typer.echo(report.summary())
+    for dup, canonical in report.duplicates[:10]:
+        typer.echo(f"  duplicate: {dup} (same text as {canonical})")
+    if len(report.duplicates) > 10:
+        typer.echo(f"  … and {len(report.duplicates) - 10} more duplicates")
+    for failed, reason in report.failed:
+        typer.secho(f"  failed: {failed}: {reason}", fg=typer.colors.YELLOW)
+
+
+@app.command("ingest-corpus")
+def ingest_corpus(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Ingest every collection under the corpus folder (corpus/<collection>/)."""
+    settings = get_settings()
+    folders = sorted(p for p in settings.corpus_dir.iterdir() if p.is_dir())
+    if not folders:
+        typer.secho(f"no collections under {settings.corpus_dir}", fg=typer.colors.YELLOW)
+    for folder in folders:
+        ingest(folder, folder.name, verbose)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = get_settings()
+    _setup_logging(False)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+@app.command()
+def ask(
+    question: str,
+    collection: Annotated[str | None, typer.Option()] = None,
+    top_k: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Answer a question with citations, from the command line."""
+    from dossier.engine import Dossier
+
+    _setup_logging(False)
+    try:
+        answer = Dossier(get_settings()).ask(question, collection, top_k)
+    except DossierError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        from service.app import answer_public
+
+        typer.echo(answer_public(answer).model_dump_json(indent=2))
+        return
+    typer.echo(answer.text)
+    for c in answer.citations:
+        typer.echo(
+            f"  [{c.number}] {c.title} ({c.publisher or 'unknown'}, {c.published or 'n.d.'})"
+        )
+        typer.echo(f"      doc {c.doc_id} chars {c.start}-{c.end}: {c.quote[:120]}")
+    if answer.refused:
+        typer.echo(f"  (refused: {answer.refusal_reason})")
+
+
+@app.command()
+def search(
+    query: str,
+    collection: Annotated[str | None, typer.Option()] = None,
+    k: Annotated[int | None, typer.Option("--k", "-k")] = None,
+) -> None:
+    """Ranked passages for a query."""
+    from dossier.engine import Dossier
+
+    _setup_logging(False)
+    try:
+        results = Dossier(get_settings()).search(query, collection, k)
+    except DossierError as exc:
+        _fail(exc)
+        return
+    for rank, sp in enumerate(results, 1):
+        snippet = json.dumps(sp.passage.text[:160], ensure_ascii=False)
+        typer.echo(f"{rank:2d}. {sp.score:.3f} {sp.passage.title} — {snippet}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

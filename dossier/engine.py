@@ -1,0 +1,174 @@
+"""The Dossier engine: one object that the CLI, the HTTP service and the evals share.
+
+It wires the backends named in the settings (store, embedder, answerer) and
+does the per-request work: validate, retrieve, answer, time. Everything heavy
+is built on first use, never at import or construction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cached_property
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+
+from dossier.answering import AnswerContext, Answerer, ExtractiveAnswerer
+from dossier.embeddings import build_embedder, embedder_id
+from dossier.errors import ConfigurationError, InvalidInput
+from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
+from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
+from dossier.settings import Settings
+from dossier.store import PassageStore, StoredDocument, build_store
+
+
+def _extractive(settings: Settings) -> Answerer:
+    return ExtractiveAnswerer(
+        max_sentences=settings.max_answer_sentences,
+        min_coverage=settings.refusal_min_coverage,
+        min_similarity=settings.refusal_min_similarity,
+    )
+
+
+ANSWERERS: dict[str, Callable[[Settings], Answerer]] = {"extractive": _extractive}
+
+
+def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
+    name = name or settings.answerer
+    try:
+        return ANSWERERS[name](settings)
+    except KeyError:
+        raise ConfigurationError(
+            f"Unknown answerer {name!r}; choose one of {', '.join(sorted(ANSWERERS))}."
+        ) from None
+
+
+class Dossier:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: PassageStore | None = None,
+        embedder: BaseEmbedding | None = None,
+        answerer: Answerer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._embedder = embedder
+        self._answerer = answerer
+        self._opened: set[str] = set()
+
+    # -- backends, built lazily --------------------------------------------
+    @property
+    def store(self) -> PassageStore:
+        if self._store is None:
+            self._store = build_store(self.settings)
+        return self._store
+
+    @property
+    def embedder(self) -> BaseEmbedding:
+        if self._embedder is None:
+            self._embedder = build_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            self._answerer = build_answerer(self.settings)
+        return self._answerer
+
+    @cached_property
+    def dense(self) -> DenseRetriever:
+        return DenseRetriever(self.store, self.embedder)
+
+    @cached_property
+    def lexical(self) -> BM25Retriever:
+        return BM25Retriever(self.store)
+
+    @cached_property
+    def retriever(self) -> HybridRetriever:
+        s = self.settings
+        return HybridRetriever(
+            self.dense,
+            self.lexical,
+            dense_weight=s.dense_weight,
+            candidate_k=s.candidate_k,
+            fusion=s.fusion,
+        )
+
+    # -- validation ----------------------------------------------------------
+    def collection(self, name: str | None) -> str:
+        name = name or self.settings.default_collection
+        if name not in self._opened:
+            # Raises CollectionNotFound or EmbedderMismatch with a message saying what to do.
+            self.store.open_collection(name, embedder_id(self.embedder))
+            self._opened.add(name)
+        return name
+
+    def _check_question(self, question: str) -> str:
+        q = question.strip()
+        if not q:
+            raise InvalidInput("The question is empty; send a non-empty 'question'.")
+        if len(q) > self.settings.max_question_chars:
+            raise InvalidInput(
+                f"The question has {len(q)} characters; the limit is "
+                f"{self.settings.max_question_chars}. Shorten it."
+            )
+        return q
+
+    def _check_k(self, k: int | None) -> int:
+        k = self.settings.top_k if k is None else k
+        if not 1 <= k <= self.settings.max_top_k:
+            raise InvalidInput(f"k/top_k must be between 1 and {self.settings.max_top_k}; got {k}.")
+        return k
+
+    def warm_up(self) -> None:
+        """Load the model, the sentence splitter and the default collection's BM25 index."""
+        from dossier.text import sentence_spans
+
+        sentence_spans("Warm up. Twice.")
+        self.dense.embed_query("warm up")
+        names = {c.name for c in self.collections()}
+        if self.settings.default_collection in names:
+            self.lexical.index(self.collection(None))
+
+    # -- operations ----------------------------------------------------------
+    def search(
+        self, query: str, collection: str | None = None, k: int | None = None
+    ) -> list[ScoredPassage]:
+        q = self._check_question(query)
+        k = self._check_k(k)
+        return self.retriever.retrieve(q, self.collection(collection), k)
+
+    def ask(
+        self,
+        question: str,
+        collection: str | None = None,
+        top_k: int | None = None,
+        answerer: Answerer | None = None,
+    ) -> Answer:
+        t0 = time.perf_counter()
+        q = self._check_question(question)
+        k = self._check_k(top_k)
+        name = self.collection(collection)
+        passages = self.retriever.retrieve(q, name, k)
+        t1 = time.perf_counter()
+        context = AnswerContext(collection=name, idf=self.lexical.index(name).idf)
+        result = (answerer or self.answerer).answer(q, passages, context)
+        t2 = time.perf_counter()
+        result.timings = {
+            "retrieve_ms": round((t1 - t0) * 1000, 2),
+            "answer_ms": round((t2 - t1) * 1000, 2),
+            "total_ms": round((t2 - t0) * 1000, 2),
+        }
+        return result
+
+    def collections(self) -> list[CollectionInfo]:
+        return self.store.list_collections()
+
+    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
+        docs = self.store.documents(self.collection(collection))
+        return sorted(docs.values(), key=lambda d: d.source_path)
+
+    def document(self, doc_id: str, collection: str | None = None) -> StoredDocument:
+        return self.store.get_document(self.collection(collection), doc_id)

@@ -1,0 +1,116 @@
+"""Domain types shared by ingestion, the service, the UI and the evals.
+
+Offsets are character offsets into a document's *cleaned* text (what
+``GET /v1/documents/{id}`` returns), so a citation can point at an exact span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article, cleaned and ready to chunk."""
+
+    doc_id: str
+    collection: str
+    source_path: str
+    title: str
+    text: str
+    content_hash: str
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a document: the unit that is embedded, retrieved and cited."""
+
+    passage_id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    title: str
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoredPassage:
+    passage: Passage
+    score: float
+    # Per-retriever evidence, kept so callers can see why a passage ranked.
+    dense_similarity: float | None = None
+    lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """What a [n] marker points at: a sentence span inside a passage of a document."""
+
+    number: int
+    doc_id: str
+    passage_id: str
+    title: str
+    passage_text: str
+    quote: str
+    start: int
+    end: int
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    text: str
+    citations: tuple[int, ...]
+    supported: bool | None = None
+
+
+@dataclass
+class Answer:
+    question: str
+    collection: str
+    text: str
+    sentences: list[AnswerSentence]
+    citations: list[Citation]
+    refused: bool
+    answerer: str
+    passages: list[ScoredPassage] = field(default_factory=list)
+    refusal_reason: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as the catalogue knows it (no text)."""
+
+    doc_id: str
+    collection: str
+    title: str
+    source_path: str
+    content_hash: str
+    chunks: int
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+    duplicates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    documents: int
+    chunks: int
+    embedder: str

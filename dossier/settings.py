@@ -1,0 +1,82 @@
+"""The one settings class. Every knob is a ``DOSSIER_*`` variable or a line in ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Lines that news sites inject into article bodies. Matched against whole
+# stripped lines, case-insensitively, so real sentences are never cut.
+DEFAULT_BOILERPLATE = [
+    r"-\s*advertisement\s*-",
+    r"advertisement",
+    r"recent articles",
+    r"related stories",
+    r"related articles",
+    r"credit:\s*/?",
+    r"read more:?",
+    r"share this( article)?:?",
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOSSIER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path(".dossier"), description="Where the index lives.")
+    corpus_dir: Path = Field(default=Path("corpus"), description="Curated collections.")
+    default_collection: str = "albania-iran"
+
+    # Storage: an embedded Chroma on disk, or a `chroma run` server.
+    store: Literal["chroma-persistent", "chroma-http"] = "chroma-persistent"
+    chroma_host: str = "127.0.0.1"
+    chroma_port: int = 8000
+
+    # Embeddings and answers are looked up by name in small registries.
+    embedder: str = "minilm-onnx"
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    embed_threads: int = Field(default=0, ge=0, description="0 lets onnxruntime decide.")
+    answerer: str = "extractive"
+
+    # Ingestion.
+    chunk_size: int = Field(default=200, ge=32, le=2048, description="Tokens per chunk.")
+    chunk_overlap: int = Field(default=30, ge=0, le=512)
+    boilerplate_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_BOILERPLATE))
+    ingest_group_chunks: int = Field(
+        default=256, ge=1, description="Chunks embedded and committed together."
+    )
+
+    # Retrieval and answering.
+    top_k: int = Field(default=5, ge=1, le=50)
+    max_top_k: int = Field(default=50, ge=1)
+    candidate_k: int = Field(default=40, ge=1, description="Per-retriever depth before fusion.")
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    fusion: Literal["relative", "rrf"] = "relative"
+    max_question_chars: int = Field(default=1000, ge=10)
+    max_answer_sentences: int = Field(default=3, ge=1, le=10)
+    refusal_min_similarity: float = 0.25
+    refusal_min_coverage: float = 0.45
+
+    # An OpenAI-compatible endpoint; no secret has a default.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+
+    # HTTP service.
+    host: str = "127.0.0.1"
+    port: int = 8900
+    ui_port: int = 8501
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,115 @@
+"""Text primitives shared by retrieval, answering and the evals: sentences with spans, and terms.
+
+One tokenizer serves BM25, the answerer's coverage score and the evals, so a
+word counts the same everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from typing import Any
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+_QUESTION_WORDS = frozenset(
+    {
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "how",
+        "when",
+        "where",
+        "did",
+        "does",
+        "do",
+        "done",
+        "many",
+        "much",
+        "according",
+        "said",
+        "say",
+        "says",
+        "tell",
+        "told",
+    }
+)
+_BLOCK = re.compile(r"\n\s*\n|\n(?=\s*[-*•]\s)")
+
+
+@lru_cache(maxsize=1)
+def _punkt() -> Any:
+    # llama-index ships NLTK's punkt_tab and stopwords inside its wheel;
+    # registering that folder keeps NLTK from ever trying to download them.
+    from llama_index.core.utils import globals_helper
+    from nltk.tokenize import PunktTokenizer
+
+    globals_helper.wait_for_nltk_check()
+    return PunktTokenizer("english")
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    # Question words carry no topic; without them "why" would have to occur
+    # in a passage for it to look relevant.
+    return frozenset(STOPWORDS_EN) | _QUESTION_WORDS
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence. Blank lines always end a sentence (headlines have no stop)."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    blocks = [*(m.start() for m in _BLOCK.finditer(text)), len(text)]
+    for block_end in blocks:
+        block = text[cursor:block_end]
+        for s, e in _punkt().span_tokenize(block):
+            piece = block[s:e]
+            stripped = piece.strip()
+            if stripped and any(ch.isalnum() for ch in stripped):
+                lead = len(piece) - len(piece.lstrip())
+                spans.append((cursor + s + lead, cursor + s + lead + len(stripped)))
+        cursor = block_end
+    return spans
+
+
+def words(text: str) -> list[str]:
+    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+
+
+def terms(text: str) -> list[str]:
+    """Lowercased, stop-worded, Snowball-stemmed terms."""
+    stop = stopwords()
+    kept = [w for w in words(text) if w not in stop]
+    return list(_stemmer().stemWords(kept))
+
+
+def normalized(text: str) -> str:
+    """Text compared for duplicate detection: case and whitespace do not matter."""
+    return " ".join(text.lower().split())
+
+
+def digest(*parts: str, size: int = 16) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:size]
+
+
+def indexed_text(title: str, text: str) -> str:
+    """What is embedded and BM25-indexed for a passage: the headline gives a chunk its context."""
+    if not title or text.startswith(title):
+        return text
+    return f"{title}\n{text}"

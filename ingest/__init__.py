@@ -1,0 +1,1 @@
+"""Ingestion: files → cleaned documents → sentence-aware chunks → embeddings → the store."""

@@ -1,0 +1,326 @@
+"""The ingestion pipeline: idempotent, crash-safe, and honest about what it did.
+
+A run compares the folder with the store's document records:
+
+* unchanged documents (same content hash, all passages present) cost a hash;
+* new or changed documents are chunked; only passages whose id (position +
+  content hash) is not stored yet are embedded; stale passages are deleted;
+* documents gone from the folder are removed, and passages whose document has
+  no record (left by a killed run) are swept;
+* articles with the same normalised text are stored once and reported.
+
+Work is committed in groups: passages first, then the document records. A
+record is the commit marker, so a run killed anywhere leaves a queryable
+index, and the next run finishes the job with no duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+
+from dossier.embeddings import embed_array, embedder_id
+from dossier.errors import DossierError, InvalidInput
+from dossier.models import Document, DocumentInfo, Passage
+from dossier.settings import Settings
+from dossier.store import PassageStore, StoredDocument, validate_collection_name
+from dossier.text import digest, indexed_text, normalized
+from ingest.chunking import Chunker
+from ingest.cleaning import Cleaner
+from ingest.loaders import discover, load
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_deleted: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_embedded / self.seconds if self.seconds else 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.chunks_deleted)
+
+    def summary(self) -> str:
+        return (
+            f"{self.collection}: {self.added} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.removed} removed, "
+            f"{len(self.duplicates)} duplicate, {len(self.failed)} failed documents; "
+            f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
+            f"{self.chunks_total} in the index; {self.seconds:.2f} s, "
+            f"{self.chunks_per_s:.1f} chunks/s"
+        )
+
+
+@dataclass
+class _Planned:
+    doc: Document
+    passages: list[Passage]
+    is_new: bool
+
+
+def _progress_enabled() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, store: PassageStore, embedder: BaseEmbedding) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.cleaner = Cleaner(settings.boilerplate_patterns)
+        self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
+        # Anything that changes passages or vectors is part of every content hash,
+        # so changing a setting re-ingests instead of silently mixing old and new.
+        self.signature = (
+            f"{self.chunker.signature}|{embedder_id(embedder)}|{settings.boilerplate_patterns}"
+        )
+
+    # -- reading -----------------------------------------------------------
+    def read(self, root: Path, collection: str, path: Path) -> Document:
+        raw = load(path)
+        text = self.cleaner.clean(raw.text)
+        if not text:
+            raise InvalidInput(f"{path}: no text left after cleaning.")
+        rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+        meta = raw.meta
+        tags = meta.get("tags") or []
+        if isinstance(tags, str):
+            tags = [tags]
+        if root.is_dir() and len(path.relative_to(root).parts) > 1:
+            tags = [*tags, path.relative_to(root).parts[0]]  # e.g. the BBC's category folders
+        published = meta.get("published") or meta.get("date")
+        fields = {
+            "publisher": meta.get("publisher"),
+            "url": meta.get("url"),
+            "published": str(published) if published is not None else None,
+            "language": meta.get("language"),
+        }
+        return Document(
+            doc_id=digest(collection, rel),
+            collection=collection,
+            source_path=rel,
+            title=raw.title,
+            text=text,
+            content_hash=digest(
+                self.signature, raw.title, text, repr(sorted(fields.items())), repr(tags), size=32
+            ),
+            tags=tuple(str(t) for t in tags),
+            publisher=_opt_str(fields["publisher"]),
+            url=_opt_str(fields["url"]),
+            published=_opt_str(fields["published"]),
+            language=_opt_str(fields["language"]),
+        )
+
+    # -- the run -----------------------------------------------------------
+    def ingest(self, root: Path, collection: str) -> IngestReport:
+        started = time.perf_counter()
+        validate_collection_name(collection)
+        if not root.exists():
+            raise InvalidInput(f"{root} does not exist.")
+        report = IngestReport(collection=collection)
+        self.store.open_collection(collection, embedder_id(self.embedder), create=True)
+
+        docs: list[Document] = []
+        for path in discover(root):
+            try:
+                docs.append(self.read(root, collection, path))
+            except (DossierError, OSError) as exc:
+                log.error("skipped %s: %s", path, exc)
+                report.failed.append((str(path), str(exc)))
+        canonical, duplicates = self._dedupe(docs)
+        report.duplicates = [(d.source_path, canonical[c].source_path) for d, c in duplicates]
+
+        records = self.store.documents(collection)
+        by_doc: dict[str, set[str]] = {}
+        for pid, doc_id in self.store.passage_refs(collection).items():
+            by_doc.setdefault(doc_id, set()).add(pid)
+        present = {doc_id: len(pids) for doc_id, pids in by_doc.items()}
+        wanted = {d.doc_id for d in canonical.values()}
+        gone = [doc_id for doc_id in records if doc_id not in wanted]
+        # Passages with no record and no document to come are leftovers of a killed run.
+        orphans = [doc_id for doc_id in present if doc_id not in records and doc_id not in wanted]
+        if gone or orphans:
+            self.store.delete_documents(collection, [*gone, *orphans])
+            report.removed = len(gone)
+            report.chunks_deleted += sum(present.get(d, 0) for d in [*gone, *orphans])
+
+        dup_paths: dict[str, list[str]] = {}
+        for dup, canon_hash in duplicates:
+            dup_paths.setdefault(canonical[canon_hash].doc_id, []).append(dup.source_path)
+
+        todo: list[_Planned] = []
+        for doc in canonical.values():
+            record = records.get(doc.doc_id)
+            aliases = tuple(dup_paths.get(doc.doc_id, ()))
+            if (
+                record is not None
+                and record.content_hash == doc.content_hash
+                and present.get(doc.doc_id, 0) == record.chunks
+                and record.duplicates == aliases
+            ):
+                report.unchanged += 1
+                continue
+            todo.append(_Planned(doc, self.chunker.chunk(doc), is_new=record is None))
+
+        total = sum(len(p.passages) for p in todo)
+        with _bar(total, collection) as bar:
+            for group in self._groups(todo):
+                self._commit_group(collection, group, by_doc, dup_paths, report, bar)
+        if report.changed:
+            self.store.bump_version(collection)
+        report.chunks_total = (
+            len(self.store.passage_refs(collection)) if report.changed else sum(present.values())
+        )
+        report.seconds = time.perf_counter() - started
+        log.info("ingest %s", report.summary())
+        return report
+
+    def _dedupe(
+        self, docs: Sequence[Document]
+    ) -> tuple[dict[str, Document], list[tuple[Document, str]]]:
+        canonical: dict[str, Document] = {}
+        duplicates: list[tuple[Document, str]] = []
+        for doc in sorted(docs, key=lambda d: d.source_path):
+            key = digest(normalized(doc.text), size=32)
+            if key in canonical:
+                duplicates.append((doc, key))
+            else:
+                canonical[key] = doc
+        return canonical, duplicates
+
+    def _groups(self, todo: Sequence[_Planned]) -> Iterator[list[_Planned]]:
+        group: list[_Planned] = []
+        size = 0
+        for item in todo:
+            group.append(item)
+            size += len(item.passages)
+            if size >= self.settings.ingest_group_chunks:
+                yield group
+                group, size = [], 0
+        if group:
+            yield group
+
+    def _commit_group(
+        self,
+        collection: str,
+        group: list[_Planned],
+        by_doc: dict[str, set[str]],
+        dup_paths: dict[str, list[str]],
+        report: IngestReport,
+        bar: _Bar,
+    ) -> None:
+        stored = {p.doc.doc_id: by_doc.get(p.doc.doc_id, set()) for p in group}
+        missing = [
+            ps for p in group for ps in p.passages if ps.passage_id not in stored[p.doc.doc_id]
+        ]
+        t0 = time.perf_counter()
+        vectors = embed_array(self.embedder, [indexed_text(ps.title, ps.text) for ps in missing])
+        report.embed_seconds += time.perf_counter() - t0
+        self.store.put_passages(collection, missing, vectors)
+        report.chunks_embedded += len(missing)
+        bar.update(sum(len(p.passages) for p in group))
+
+        keep = {ps.passage_id for p in group for ps in p.passages}
+        stale = [pid for ids in stored.values() for pid in ids if pid not in keep]
+        self.store.delete_passages(collection, stale)
+        report.chunks_deleted += len(stale)
+
+        fresh = dict(zip((ps.passage_id for ps in missing), vectors, strict=True))
+        known = self.store.passage_vectors(
+            collection,
+            [ps.passage_id for p in group for ps in p.passages if ps.passage_id not in fresh],
+        )
+        fresh.update(known)
+        centroids = np.stack(
+            [_centroid([fresh[ps.passage_id] for ps in p.passages]) for p in group]
+        )
+        self.store.put_documents(
+            collection,
+            [
+                StoredDocument(
+                    info=DocumentInfo(
+                        doc_id=p.doc.doc_id,
+                        collection=collection,
+                        title=p.doc.title,
+                        source_path=p.doc.source_path,
+                        content_hash=p.doc.content_hash,
+                        chunks=len(p.passages),
+                        publisher=p.doc.publisher,
+                        url=p.doc.url,
+                        published=p.doc.published,
+                        language=p.doc.language,
+                        tags=p.doc.tags,
+                        duplicates=tuple(dup_paths.get(p.doc.doc_id, ())),
+                    ),
+                    text=p.doc.text,
+                )
+                for p in group
+            ],
+            centroids,
+        )
+        for p in group:
+            if p.is_new:
+                report.added += 1
+            else:
+                report.updated += 1
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _centroid(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    mean = np.asarray(np.mean(np.stack(vectors), axis=0), dtype=np.float32)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm else mean
+
+
+class _Bar:
+    """tqdm on a terminal; silent in CI and in pipes, where the summary line is enough."""
+
+    def __init__(self, total: int, collection: str) -> None:
+        self._tqdm = None
+        if _progress_enabled() and total:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(
+                total=total, unit="chunk", desc=f"ingest {collection}", dynamic_ncols=True
+            )
+
+    def update(self, n: int) -> None:
+        if self._tqdm is not None:
+            self._tqdm.update(n)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+
+
+def _bar(total: int, collection: str) -> _Bar:
+    return _Bar(total, collection)

@@ -1,0 +1,117 @@
+"""Request and response bodies of the HTTP API (``*Create``/``*Request`` in, ``*Public`` out)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"question": EXAMPLE_QUESTION, "collection": "albania-iran", "top_k": 5}]
+        },
+    )
+
+    question: str = Field(description="The question, in plain language.")
+    collection: str | None = Field(default=None, description="Defaults to the configured one.")
+    top_k: int | None = Field(default=None, description="Passages to retrieve (1..max_top_k).")
+
+
+class CitationPublic(_Public):
+    number: int = Field(description="The n of the [n] marker in the answer text.")
+    doc_id: str
+    passage_id: str
+    title: str
+    publisher: str | None
+    url: str | None
+    published: str | None
+    passage_text: str
+    quote: str = Field(description="The cited sentence.")
+    start: int = Field(description="Start of the cited sentence in the document text.")
+    end: int
+
+
+class AnswerSentencePublic(_Public):
+    text: str
+    citations: list[int]
+    supported: bool | None
+
+
+class PassagePublic(BaseModel):
+    passage_id: str
+    doc_id: str
+    title: str
+    publisher: str | None
+    url: str | None
+    published: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+    dense_similarity: float | None
+    lexical_score: float | None
+
+
+class AnswerPublic(_Public):
+    question: str
+    collection: str
+    answer: str = Field(description="Answer text with [n] citation markers, or the refusal.")
+    refused: bool
+    refusal_reason: str | None
+    answerer: str
+    sentences: list[AnswerSentencePublic]
+    citations: list[CitationPublic]
+    passages: list[PassagePublic] = Field(description="What was retrieved, best first.")
+    timings: dict[str, float]
+
+
+class SearchPublic(BaseModel):
+    query: str
+    collection: str
+    passages: list[PassagePublic]
+
+
+class CollectionPublic(_Public):
+    name: str
+    documents: int
+    chunks: int
+    embedder: str
+
+
+class DocumentPublic(_Public):
+    doc_id: str
+    collection: str
+    title: str
+    source_path: str
+    publisher: str | None
+    url: str | None
+    published: str | None
+    language: str | None
+    tags: list[str]
+    chunks: int
+    duplicates: list[str] = Field(description="Paths of identical articles stored only once.")
+
+
+class DocumentDetailPublic(DocumentPublic):
+    text: str = Field(description="The cleaned text that citation offsets point into.")
+
+
+class HealthPublic(BaseModel):
+    status: str
+    version: str
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorBody
