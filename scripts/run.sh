@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Start the API, wait until it answers, start the UI (when present), and stop both on Ctrl-C.
+set -euo pipefail
+BIN=$1 HOST=$2 PORT=$3 UI_PORT=$4
+API="http://$HOST:$PORT"
+"$BIN/dossier" serve --host "$HOST" --port "$PORT" &
+API_PID=$!
+trap 'kill $API_PID ${UI_PID:-} 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 120); do
+  curl -fsS "$API/healthz" >/dev/null 2>&1 && break
+  kill -0 $API_PID 2>/dev/null || { echo "the API failed to start" >&2; exit 1; }
+  sleep 0.5
+done
+cat <<MSG
+
+Dossier API:  $API   (OpenAPI docs: $API/docs)
+Try:
+  curl -s $API/v1/ask -H 'content-type: application/json' \\
+       -d '{"question": "Why did Albania expel Iranian diplomats?"}'
+MSG
+if [ -f ui/app.py ]; then
+  DOSSIER_API_URL="$API" "$BIN/streamlit" run ui/app.py --server.address "$HOST" \
+    --server.port "$UI_PORT" --server.headless true --browser.gatherUsageStats false &
+  UI_PID=$!
+  echo "Dossier UI:   http://$HOST:$UI_PORT"
+fi
+echo "Ctrl-C stops everything."
+wait
