@@ -8,6 +8,7 @@ question's content words well enough.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class _Candidate:
     text: str
     coverage: float
     score: float
+    terms: frozenset[str]
 
 
 def _matches(term: str, text_terms: set[str]) -> bool:
@@ -113,14 +115,17 @@ class ExtractiveAnswerer(Answerer):
                     continue
                 seen.add(key)
                 text = p.text[s:e]
-                cov = coverage(qterms, set(terms(text)), idf)
+                sentence_terms = frozenset(terms(text))
+                cov = coverage(qterms, set(sentence_terms), idf)
                 # Coverage decides; the passage's rank breaks ties between sentences
                 # that say the same amount, and short fragments are discounted.
                 length_factor = min(1.0, len(text.split()) / 8)
                 # News is written lead-first: the opening sentences state the why and what.
                 lead = 0.05 if p.start + s < 600 else 0.0
                 score = cov * length_factor + 0.15 * (sp.score / top) + lead
-                out.append(_Candidate(sp, rank, p.start + s, p.start + e, text, cov, score))
+                out.append(
+                    _Candidate(sp, rank, p.start + s, p.start + e, text, cov, score, sentence_terms)
+                )
         out.sort(key=lambda c: c.score, reverse=True)
         return out
 
@@ -139,8 +144,9 @@ class ExtractiveAnswerer(Answerer):
                 passages,
             )
         candidates = self._candidates(qterms, passages, context.idf)
+        pair = self._best_pair(qterms, candidates, context.idf)
         best_similarity = max((sp.dense_similarity or 0.0 for sp in passages), default=0.0)
-        best_coverage = max((c.coverage for c in candidates), default=0.0)
+        best_coverage = max([c.coverage for c in candidates] + [pair[0] if pair else 0.0])
         # Embeddings of names and numbers are weak, so a sentence that holds
         # nearly every content word of the question overrides a low similarity.
         if best_similarity < self.min_similarity and best_coverage < 0.9:
@@ -151,8 +157,13 @@ class ExtractiveAnswerer(Answerer):
                 f"closest passage similarity {best_similarity:.2f} < {self.min_similarity:.2f}",
                 passages,
             )
-        if not candidates or candidates[0].coverage < self.min_coverage:
-            got = candidates[0].coverage if candidates else 0.0
+        single = candidates[0].coverage if candidates else 0.0
+        if single < self.min_coverage and pair and pair[0] >= self.min_coverage + 0.1:
+            # Two adjacent sentences together answer what neither does alone
+            # ("… planned a conference." "… canceled the event citing …").
+            return self._compose(question, context, passages, list(pair[1]))
+        if single < self.min_coverage:
+            got = max(single, pair[0] if pair else 0.0)
             return refusal(
                 question,
                 context.collection,
@@ -166,6 +177,28 @@ class ExtractiveAnswerer(Answerer):
                 break
             if c.score >= self.keep_ratio * chosen[0].score and c.coverage >= self.min_coverage:
                 chosen.append(c)
+        return self._compose(question, context, passages, chosen)
+
+    def _best_pair(
+        self, qterms: list[str], candidates: list[_Candidate], idf: Callable[[str], float]
+    ) -> tuple[float, tuple[_Candidate, _Candidate]] | None:
+        by_position = sorted(candidates, key=lambda c: (c.passage.passage.doc_id, c.start))
+        best: tuple[float, tuple[_Candidate, _Candidate]] | None = None
+        for a, b in itertools.pairwise(by_position):
+            if a.passage.passage.doc_id != b.passage.passage.doc_id or b.start - a.end > 3:
+                continue
+            cov = coverage(qterms, set(a.terms | b.terms), idf)
+            if best is None or cov > best[0]:
+                best = (cov, (a, b))
+        return best
+
+    def _compose(
+        self,
+        question: str,
+        context: AnswerContext,
+        passages: Sequence[ScoredPassage],
+        chosen: list[_Candidate],
+    ) -> Answer:
         # Read in document order when sentences come from one article.
         chosen.sort(key=lambda c: (c.rank, c.start))
         citations: list[Citation] = []

@@ -143,3 +143,7 @@ def search(
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # `python -m dossier.cli`
+    main()

@@ -286,6 +286,9 @@ class Ingestor:
                 report.added += 1
             else:
                 report.updated += 1
+        log.info(
+            "committed %d documents (%d chunks embedded so far)", len(group), report.chunks_embedded
+        )
 
 
 def _opt_str(value: object) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,8 @@ SHARED = ROOT.parent / "shared"
 BBC = SHARED / "benchmarks" / "news-bbc" / "bbc"
 
 
-def make_settings(tmp: Path, **overrides: object) -> Settings:
-    return Settings(data_dir=tmp / "index", corpus_dir=CORPUS, _env_file=None, **overrides)  # type: ignore[call-arg]
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp / "index", corpus_dir=CORPUS, **overrides)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,47 @@ def corpus_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "articles"
     shutil.copytree(CORPUS / SEED_COLLECTION, dest)
     return dest
+
+
+class LiveServer:
+    """uvicorn serving an app on a free loopback port, in a thread."""
+
+    def __init__(self, app: object) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_url(seed_engine: Dossier) -> Iterator[str]:
+    from service.app import create_app
+
+    with LiveServer(create_app(seed_engine.settings, seed_engine)) as server:
+        yield server.url
