@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
-from dossier.text import sentence_spans, terms
+from dossier.text import coverage, sentence_spans, terms
 
 REFUSAL_TEXT = "The corpus does not say. None of the retrieved passages answers this question."
 
@@ -48,27 +48,6 @@ class _Candidate:
     terms: frozenset[str]
 
 
-def _matches(term: str, text_terms: set[str]) -> bool:
-    if term in text_terms:
-        return True
-    # Stemmers keep demonyms and derivations apart (iran/iranian, albania/albanian);
-    # a shared stem of five or more letters is the same word for this purpose.
-    if len(term) < 4:
-        return False
-    return any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in text_terms)
-
-
-def coverage(
-    question_terms: Sequence[str], text_terms: set[str], idf: Callable[[str], float]
-) -> float:
-    """Share of the question's content (idf-weighted) that the text contains."""
-    weights = {t: idf(t) for t in question_terms}
-    total = sum(weights.values())
-    if total <= 0:
-        return 0.0
-    return sum(w for t, w in weights.items() if _matches(t, text_terms)) / total
-
-
 def refusal(
     question: str, collection: str, name: str, reason: str, passages: Sequence[ScoredPassage]
 ) -> Answer:
@@ -94,7 +73,7 @@ class ExtractiveAnswerer(Answerer):
         max_sentences: int = 3,
         min_coverage: float = 0.45,
         min_similarity: float = 0.25,
-        keep_ratio: float = 0.6,
+        keep_ratio: float = 0.5,
     ) -> None:
         self.max_sentences = max_sentences
         self.min_coverage = min_coverage
@@ -106,7 +85,6 @@ class ExtractiveAnswerer(Answerer):
     ) -> list[_Candidate]:
         seen: set[tuple[str, int]] = set()
         out: list[_Candidate] = []
-        top = max((sp.score for sp in passages), default=1.0) or 1.0
         for rank, sp in enumerate(passages):
             p = sp.passage
             for s, e in sentence_spans(p.text):
@@ -116,13 +94,14 @@ class ExtractiveAnswerer(Answerer):
                 seen.add(key)
                 text = p.text[s:e]
                 sentence_terms = frozenset(terms(text))
-                cov = coverage(qterms, set(sentence_terms), idf)
+                cov = coverage(qterms, sentence_terms, idf)
                 # Coverage decides; the passage's rank breaks ties between sentences
-                # that say the same amount, and short fragments are discounted.
+                # that say the same amount (fused scores have no fixed scale, ranks
+                # do), and short fragments are discounted.
                 length_factor = min(1.0, len(text.split()) / 8)
                 # News is written lead-first: the opening sentences state the why and what.
                 lead = 0.05 if p.start + s < 600 else 0.0
-                score = cov * length_factor + 0.15 * (sp.score / top) + lead
+                score = cov * length_factor + 0.15 * (1 - rank / len(passages)) + lead
                 out.append(
                     _Candidate(sp, rank, p.start + s, p.start + e, text, cov, score, sentence_terms)
                 )

@@ -83,7 +83,7 @@ class Dossier:
 
     @cached_property
     def lexical(self) -> BM25Retriever:
-        return BM25Retriever(self.store)
+        return BM25Retriever(self.store, k1=self.settings.bm25_k1, b=self.settings.bm25_b)
 
     @cached_property
     def retriever(self) -> HybridRetriever:
@@ -94,6 +94,8 @@ class Dossier:
             dense_weight=s.dense_weight,
             candidate_k=s.candidate_k,
             fusion=s.fusion,
+            rerank_depth=s.rerank_depth,
+            rerank_weight=s.rerank_weight,
         )
 
     # -- validation ----------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from dossier.embeddings import embed_array
 from dossier.models import Passage, ScoredPassage
 from dossier.store import PassageStore
-from dossier.text import indexed_text, terms
+from dossier.text import coverage, indexed_text, sentence_spans, terms
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class LexicalIndex:
     passages: list[Passage]
     bm25: Any
     df: dict[str, int]
+    _sentences: dict[str, list[frozenset[str]]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -66,12 +67,22 @@ class LexicalIndex:
         df = self.df.get(term, 0)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
+    def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
+        """Each sentence's terms, computed once per passage and index version."""
+        cached = self._sentences.get(passage.passage_id)
+        if cached is None:
+            cached = [frozenset(terms(passage.text[s:e])) for s, e in sentence_spans(passage.text)]
+            self._sentences[passage.passage_id] = cached
+        return cached
+
 
 class BM25Retriever(Retriever):
     """bm25s over the collection's passages, rebuilt when the collection's version moves."""
 
-    def __init__(self, store: PassageStore) -> None:
+    def __init__(self, store: PassageStore, *, k1: float = 0.9, b: float = 0.4) -> None:
         self.store = store
+        self.k1 = k1
+        self.b = b
         self._indexes: dict[str, LexicalIndex] = {}
         self._lock = threading.Lock()
 
@@ -98,7 +109,7 @@ class BM25Retriever(Retriever):
                 df[t] = df.get(t, 0) + 1
         bm25 = None
         if passages:
-            bm25 = bm25s.BM25()
+            bm25 = bm25s.BM25(k1=self.k1, b=self.b)
             bm25.index(tokens, show_progress=False)
         log.info("BM25 index for %s v%d: %d passages", collection, version, len(passages))
         return LexicalIndex(version=version, passages=passages, bm25=bm25, df=df)
@@ -140,9 +151,27 @@ def relative_score(lists: list[list[ScoredPassage]], weights: list[float]) -> di
     return out
 
 
+def zscore(lists: list[list[ScoredPassage]], weights: list[float]) -> dict[str, float]:
+    """Standardised scores, weighted and summed; a passage missing from a list gets its floor."""
+    out: dict[str, float] = {}
+    ids = {sp.passage.passage_id for ranked in lists for sp in ranked}
+    for ranked, w in zip(lists, weights, strict=True):
+        if not ranked:
+            continue
+        scores = [sp.score for sp in ranked]
+        mean = sum(scores) / len(scores)
+        std = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores)) or 1.0
+        floor = (min(scores) - mean) / std
+        seen = {sp.passage.passage_id: (sp.score - mean) / std for sp in ranked}
+        for pid in ids:
+            out[pid] = out.get(pid, 0.0) + w * seen.get(pid, floor)
+    return out
+
+
 FUSIONS: dict[str, Callable[[list[list[ScoredPassage]], list[float]], dict[str, float]]] = {
     "rrf": reciprocal_rank,
     "relative": relative_score,
+    "zscore": zscore,
 }
 
 
@@ -154,13 +183,17 @@ class HybridRetriever(Retriever):
         *,
         dense_weight: float = 0.5,
         candidate_k: int = 40,
-        fusion: str = "relative",
+        fusion: str = "zscore",
+        rerank_depth: int = 20,
+        rerank_weight: float = 2.0,
     ) -> None:
         self.dense = dense
         self.lexical = lexical
         self.dense_weight = dense_weight
         self.candidate_k = candidate_k
         self.fuse = FUSIONS[fusion]
+        self.rerank_depth = rerank_depth
+        self.rerank_weight = rerank_weight
 
     def retrieve(self, query: str, collection: str, k: int) -> list[ScoredPassage]:
         return self.retrieve_with_vector(query, self.dense.embed_query(query), collection, k)
@@ -180,5 +213,32 @@ class HybridRetriever(Retriever):
             by_id[sp.passage.passage_id] = (
                 replace(prev, lexical_score=sp.lexical_score) if prev else sp
             )
-        ranked = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:k]
-        return [replace(by_id[pid], score=score) for pid, score in ranked]
+        ranked = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)
+        if self.rerank_weight and ranked:
+            ranked = self._rerank(query, collection, ranked, by_id)
+        return [replace(by_id[pid], score=score) for pid, score in ranked[:k]]
+
+    def _rerank(
+        self,
+        query: str,
+        collection: str,
+        ranked: list[tuple[str, float]],
+        by_id: dict[str, ScoredPassage],
+    ) -> list[tuple[str, float]]:
+        # Whole-passage scores blur where the answer is; a passage holding one
+        # sentence that covers most of the question is the better bet. Cheap:
+        # terms of cached sentences against the query, no model call.
+        index = self.lexical.index(collection)
+        qterms = list(dict.fromkeys(terms(query)))
+        head = []
+        for pid, score in ranked[: self.rerank_depth]:
+            best = max(
+                (
+                    coverage(qterms, st, index.idf)
+                    for st in index.sentence_terms(by_id[pid].passage)
+                ),
+                default=0.0,
+            )
+            head.append((pid, score + self.rerank_weight * best))
+        head.sort(key=lambda kv: kv[1], reverse=True)
+        return head + ranked[self.rerank_depth :]

@@ -56,7 +56,13 @@ class Settings(BaseSettings):
     max_top_k: int = Field(default=50, ge=1)
     candidate_k: int = Field(default=40, ge=1, description="Per-retriever depth before fusion.")
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    fusion: Literal["relative", "rrf"] = "relative"
+    fusion: Literal["zscore", "relative", "rrf"] = "zscore"
+    bm25_k1: float = Field(default=0.9, gt=0)
+    bm25_b: float = Field(default=0.4, ge=0, le=1)
+    rerank_depth: int = Field(
+        default=20, ge=0, description="Fused candidates re-scored by sentence."
+    )
+    rerank_weight: float = Field(default=2.0, ge=0, description="0 turns sentence re-scoring off.")
     max_question_chars: int = Field(default=1000, ge=10)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     refusal_min_similarity: float = 0.25

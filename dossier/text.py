@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Sequence, Set
 from functools import lru_cache
 from typing import Any
 
@@ -113,3 +114,24 @@ def indexed_text(title: str, text: str) -> str:
     if not title or text.startswith(title):
         return text
     return f"{title}\n{text}"
+
+
+def _matches(term: str, text_terms: Set[str]) -> bool:
+    if term in text_terms:
+        return True
+    # Stemmers keep demonyms and derivations apart (iran/iranian, albania/albanian);
+    # a shared stem of five or more letters is the same word for this purpose.
+    if len(term) < 4:
+        return False
+    return any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in text_terms)
+
+
+def coverage(
+    question_terms: Sequence[str], text_terms: Set[str], idf: Callable[[str], float]
+) -> float:
+    """Share of the question's content (idf-weighted) that the text contains."""
+    weights = {t: idf(t) for t in question_terms}
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    return sum(w for t, w in weights.items() if _matches(t, text_terms)) / total
