@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=50)
     max_top_k: int = Field(default=50, ge=1)
     candidate_k: int = Field(default=40, ge=1, description="Per-retriever depth before fusion.")
-    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    dense_weight: float = Field(default=0.6, ge=0.0, le=1.0)
     fusion: Literal["zscore", "relative", "rrf"] = "zscore"
     bm25_k1: float = Field(default=0.9, gt=0)
     bm25_b: float = Field(default=0.4, ge=0, le=1)
