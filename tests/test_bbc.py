@@ -1,4 +1,4 @@
-"""The BBC benchmark corpus (read from ../shared, never copied): duplicates and encodings at scale."""
+"""The BBC benchmark corpus (read from ../shared, never copied): duplicates and encodings."""
 
 from __future__ import annotations
 
