@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,7 +172,7 @@ class Ingestor:
         for dup, canon_hash in duplicates:
             dup_paths.setdefault(canonical[canon_hash].doc_id, []).append(dup.source_path)
 
-        todo: list[_Planned] = []
+        todo: list[tuple[Document, bool]] = []
         for doc in canonical.values():
             record = records.get(doc.doc_id)
             aliases = tuple(dup_paths.get(doc.doc_id, ()))
@@ -183,12 +184,10 @@ class Ingestor:
             ):
                 report.unchanged += 1
                 continue
-            todo.append(_Planned(doc, self.chunker.chunk(doc), is_new=record is None))
+            todo.append((doc, record is None))
 
-        total = sum(len(p.passages) for p in todo)
-        with _bar(total, collection) as bar:
-            for group in self._groups(todo):
-                self._commit_group(collection, group, by_doc, dup_paths, report, bar)
+        with _bar(len(todo), collection) as bar:
+            self._run_groups(collection, todo, by_doc, dup_paths, report, bar)
         if report.changed:
             self.store.bump_version(collection)
         report.chunks_total = (
@@ -211,10 +210,11 @@ class Ingestor:
                 canonical[key] = doc
         return canonical, duplicates
 
-    def _groups(self, todo: Sequence[_Planned]) -> Iterator[list[_Planned]]:
+    def _groups(self, todo: Sequence[tuple[Document, bool]]) -> Iterator[list[_Planned]]:
         group: list[_Planned] = []
         size = 0
-        for item in todo:
+        for doc, is_new in todo:
+            item = _Planned(doc, self.chunker.chunk(doc), is_new)
             group.append(item)
             size += len(item.passages)
             if size >= self.settings.ingest_group_chunks:
@@ -223,25 +223,67 @@ class Ingestor:
         if group:
             yield group
 
-    def _commit_group(
+    def _run_groups(
         self,
         collection: str,
-        group: list[_Planned],
+        todo: Sequence[tuple[Document, bool]],
         by_doc: dict[str, set[str]],
         dup_paths: dict[str, list[str]],
         report: IngestReport,
         bar: _Bar,
     ) -> None:
-        stored = {p.doc.doc_id: by_doc.get(p.doc.doc_id, set()) for p in group}
-        missing = [
-            ps for p in group for ps in p.passages if ps.passage_id not in stored[p.doc.doc_id]
-        ]
-        t0 = time.perf_counter()
-        vectors = embed_array(self.embedder, [indexed_text(ps.title, ps.text) for ps in missing])
-        report.embed_seconds += time.perf_counter() - t0
+        """Embed group n while group n+1 is chunked and group n-1 is written.
+
+        onnxruntime releases the GIL while it computes, so chunking (Python) and
+        Chroma writes overlap with embedding instead of adding to it. Groups are
+        still written one at a time and in order, each passages-then-records.
+        """
+        groups = self._groups(todo)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
+            upcoming: Future[list[_Planned] | None] = pool.submit(next, groups, None)
+            writing: Future[None] | None = None
+            while (group := upcoming.result()) is not None:
+                upcoming = pool.submit(next, groups, None)
+                stored = {p.doc.doc_id: by_doc.get(p.doc.doc_id, set()) for p in group}
+                missing = [
+                    ps
+                    for p in group
+                    for ps in p.passages
+                    if ps.passage_id not in stored[p.doc.doc_id]
+                ]
+                t0 = time.perf_counter()
+                vectors = embed_array(
+                    self.embedder, [indexed_text(ps.title, ps.text) for ps in missing]
+                )
+                report.embed_seconds += time.perf_counter() - t0
+                if writing is not None:
+                    writing.result()  # surfaces a failed write before going on
+                writing = pool.submit(
+                    self._write_group,
+                    collection,
+                    group,
+                    stored,
+                    missing,
+                    vectors,
+                    dup_paths,
+                    report,
+                )
+                bar.update(len(group))
+            if writing is not None:
+                writing.result()
+
+    def _write_group(
+        self,
+        collection: str,
+        group: list[_Planned],
+        stored: dict[str, set[str]],
+        missing: list[Passage],
+        vectors: np.ndarray,
+        dup_paths: dict[str, list[str]],
+        report: IngestReport,
+    ) -> None:
         self.store.put_passages(collection, missing, vectors)
         report.chunks_embedded += len(missing)
-        bar.update(sum(len(p.passages) for p in group))
 
         keep = {ps.passage_id for p in group for ps in p.passages}
         stale = [pid for ids in stored.values() for pid in ids if pid not in keep]
@@ -249,11 +291,12 @@ class Ingestor:
         report.chunks_deleted += len(stale)
 
         fresh = dict(zip((ps.passage_id for ps in missing), vectors, strict=True))
-        known = self.store.passage_vectors(
-            collection,
-            [ps.passage_id for p in group for ps in p.passages if ps.passage_id not in fresh],
+        fresh.update(
+            self.store.passage_vectors(
+                collection,
+                [ps.passage_id for p in group for ps in p.passages if ps.passage_id not in fresh],
+            )
         )
-        fresh.update(known)
         centroids = np.stack(
             [_centroid([fresh[ps.passage_id] for ps in p.passages]) for p in group]
         )
@@ -287,7 +330,9 @@ class Ingestor:
             else:
                 report.updated += 1
         log.info(
-            "committed %d documents (%d chunks embedded so far)", len(group), report.chunks_embedded
+            "committed %d documents (%d chunks embedded so far)",
+            len(group),
+            report.chunks_embedded,
         )
 
 
@@ -310,7 +355,7 @@ class _Bar:
             from tqdm import tqdm
 
             self._tqdm = tqdm(
-                total=total, unit="chunk", desc=f"ingest {collection}", dynamic_ncols=True
+                total=total, unit="doc", desc=f"ingest {collection}", dynamic_ncols=True
             )
 
     def update(self, n: int) -> None:
