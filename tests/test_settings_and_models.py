@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +62,59 @@ def test_onnx_minilm_embeds_meaning_offline() -> None:
 def _sorted(e: embeddings.OnnxMiniLMEmbedding) -> np.ndarray:
     e.sort_by_length = True
     return e.embed_array(["a b c d e f", "x", "hello there"])
+
+
+def test_torch_embedder_explains_its_install() -> None:
+    e = embeddings.build_embedder(Settings(_env_file=None, embedder="minilm-torch"))  # type: ignore[call-arg]
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        pytest.skip("sentence-transformers is installed here")
+    with pytest.raises(ModelNotInstalled, match=re.escape("torch==2.13.0")):
+        e.get_query_embedding("hello")
+
+
+def test_openai_embedder_needs_a_model_name() -> None:
+    with pytest.raises(ConfigurationError, match="DOSSIER_EMBED_MODEL"):
+        embeddings.build_embedder(Settings(_env_file=None, embedder="openai"))  # type: ignore[call-arg]
+
+
+def test_openai_embedder_against_a_loopback_server() -> None:
+    """A tiny OpenAI-compatible /v1/embeddings server on loopback; the real openai client."""
+    from fastapi import FastAPI
+
+    from tests.conftest import LiveServer
+
+    app = FastAPI()
+    hashing = embeddings.HashingEmbedding()
+
+    @app.post("/v1/embeddings")
+    def embed(body: dict[str, object]) -> dict[str, object]:
+        inputs = body["input"]
+        assert isinstance(inputs, list)
+        vectors = hashing.embed_array([str(x) for x in inputs])
+        return {
+            "object": "list",
+            "model": body["model"],
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v.tolist()}
+                for i, v in reversed(list(enumerate(vectors)))  # out of order on purpose
+            ],
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        }
+
+    with LiveServer(app) as server:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            embedder="openai",
+            embed_model="test-embed",
+            embed_base_url=f"{server.url}/v1",
+            embed_batch_size=2,
+        )
+        e = embeddings.build_embedder(settings)
+        texts = ["iran albania", "football final", "albania iran", "x"]
+        assert isinstance(e, embeddings.OpenAICompatibleEmbedding)
+        try:
+            got = embeddings.embed_array(e, texts)
+        finally:
+            e.close()
+        assert np.allclose(got, hashing.embed_array(texts), atol=1e-6)
+        assert embeddings.embedder_id(e) == "OpenAICompatibleEmbedding:test-embed"
