@@ -1,21 +1,19 @@
-"""A real Dossier API on loopback for the UI tests: uvicorn in a thread over the seed engine."""
+"""Real Dossier APIs on loopback for the UI tests (uvicorn in a thread, over the seed engine)."""
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import uvicorn
 
 from dossier.engine import Dossier
 from dossier.models import Answer
 from service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import LiveServer, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_FILE = ROOT / "ui" / "app.py"
@@ -26,29 +24,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-class LiveServer:
-    """uvicorn in a daemon thread; ``url`` is ready once the constructor returns."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test API did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 class SlowAsk:
@@ -70,17 +45,17 @@ class SlowAsk:
 def live_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API's URL. Feedback goes to its own temp dir: the seed index is shared, read-only."""
     settings = make_settings(tmp_path_factory.mktemp("api"))
-    server = LiveServer(create_app(settings, dossier=seed_engine))
-    yield server.url
-    server.stop()
+    with LiveServer(create_app(settings, dossier=seed_engine)) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
 def slow_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = make_settings(tmp_path_factory.mktemp("slow-api"))
-    server = LiveServer(create_app(settings, dossier=cast(Dossier, SlowAsk(seed_engine, 1.5))))
-    yield server.url
-    server.stop()
+    with LiveServer(
+        create_app(settings, dossier=cast(Dossier, SlowAsk(seed_engine, 1.5)))
+    ) as server:
+        yield server.url
 
 
 @pytest.fixture
