@@ -30,7 +30,7 @@ a.cite-chip:hover { background: #1f4fbf; color: #fff !important; }
 .dossier-card .text { white-space: pre-wrap; }
 mark.cited { background: #ffe58a; padding: 0 .1em; border-radius: .2em; }
 mark.cited sup { color: #1f4fbf; font-weight: 600; }
-.dossier-article { white-space: pre-wrap; line-height: 1.65; max-height: 65vh;
+.dossier-article { position: relative; white-space: pre-wrap; line-height: 1.65; max-height: 65vh;
   overflow-y: auto; border: 1px solid #d9dde3; border-radius: .5em; padding: 1em; }
 </style>
 """
@@ -173,11 +173,13 @@ def related_card_html(passage: Passage) -> str:
 SCROLL_SCRIPT = """
 <script>
 (function () {
-  // Streamlit may mount this block before layout settles; retry briefly.
+  // Streamlit may mount this block before the article; retry briefly.
   let tries = 0;
   const go = () => {
     const el = document.getElementById("cited");
-    if (el) { el.scrollIntoView({block: "center"}); }
+    const box = el && el.closest(".dossier-article");
+    // Scroll the article box only: scrollIntoView would also scroll the page past the title.
+    if (box) { box.scrollTop = el.offsetTop - box.clientHeight / 3; }
     else if (tries++ < 20) { setTimeout(go, 100); }
   };
   go();
