@@ -28,6 +28,7 @@ a.cite-chip:hover { background: #1f4fbf; color: #fff !important; }
   margin: .3em 0; font-size: .9em; }
 .dossier-card .meta { color: #5f6b7a; font-size: .85em; margin-bottom: .3em; }
 .dossier-card .text { white-space: pre-wrap; }
+.dossier-card.related .text { max-height: 9em; overflow-y: auto; }
 mark.cited { background: #ffe58a; padding: 0 .1em; border-radius: .2em; }
 mark.cited sup { color: #1f4fbf; font-weight: 600; }
 .dossier-article { position: relative; white-space: pre-wrap; line-height: 1.65; max-height: 65vh;
@@ -173,14 +174,18 @@ def related_card_html(passage: Passage) -> str:
 SCROLL_SCRIPT = """
 <script>
 (function () {
-  // Streamlit may mount this block before the article; retry briefly.
+  // Streamlit may run this before the article is laid out, so retry until the mark is
+  // visible. Only the article box scrolls: scrollIntoView would also move the page.
   let tries = 0;
   const go = () => {
     const el = document.getElementById("cited");
     const box = el && el.closest(".dossier-article");
-    // Scroll the article box only: scrollIntoView would also scroll the page past the title.
-    if (box) { box.scrollTop = el.offsetTop - box.clientHeight / 3; }
-    else if (tries++ < 20) { setTimeout(go, 100); }
+    if (box && box.clientHeight > 0) {
+      box.scrollTop = el.offsetTop - box.clientHeight / 3;
+      const r = el.getBoundingClientRect(), b = box.getBoundingClientRect();
+      if (r.top >= b.top && r.bottom <= b.bottom) { return; }
+    }
+    if (tries++ < 50) { setTimeout(go, 100); }
   };
   go();
 })();

@@ -268,7 +268,11 @@ def evals(reports_dir: Path) -> None:
         )
         return
     st.dataframe(
-        [{"suite": r.suite, "created": r.created, **r.metrics, "error": r.error} for r in reports],
+        [
+            {"suite": r.suite, "created": r.created, **r.metrics}
+            | ({"error": r.error} if r.error else {})
+            for r in reports
+        ],
         hide_index=True,
     )
     # Rates share one axis; counts and latencies would flatten them, so they stay in the table.
