@@ -174,20 +174,30 @@ def related_card_html(passage: Passage) -> str:
 SCROLL_SCRIPT = """
 <script>
 (function () {
-  // Streamlit may run this before the article is laid out, so retry until the mark is
-  // visible. Only the article box scrolls: scrollIntoView would also move the page.
-  let tries = 0;
-  const go = () => {
+  // Streamlit may run this before the article is laid out, or lay it out again after, so
+  // keep the mark in view for a few seconds unless the reader scrolls first. Only the
+  // article box scrolls: scrollIntoView would also move the page past the title.
+  let ticks = 0, stopped = false;
+  const stop = () => { stopped = true; };
+  const tick = () => {
     const el = document.getElementById("cited");
     const box = el && el.closest(".dossier-article");
-    if (box && box.clientHeight > 0) {
-      box.scrollTop = el.offsetTop - box.clientHeight / 3;
-      const r = el.getBoundingClientRect(), b = box.getBoundingClientRect();
-      if (r.top >= b.top && r.bottom <= b.bottom) { return; }
+    if (box && !box.dataset.watched) {
+      box.dataset.watched = "1";
+      ["wheel", "touchstart", "keydown", "mousedown"].forEach(
+        (e) => box.addEventListener(e, stop, {once: true}));
     }
-    if (tries++ < 50) { setTimeout(go, 100); }
+    if (box && box.clientHeight > 0) {
+      const r = el.getBoundingClientRect(), b = box.getBoundingClientRect();
+      if (r.top < b.top || r.bottom > b.bottom) {
+        box.scrollTop = el.offsetTop - box.clientHeight / 3;
+      } else {
+        box.dataset.scrolled = "1";
+      }
+    }
+    if (!stopped && ticks++ < 40) { setTimeout(tick, 125); }
   };
-  go();
+  tick();
 })();
 </script>
 """

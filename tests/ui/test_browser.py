@@ -147,6 +147,8 @@ def test_seed_question_then_citation_click_highlights_the_cited_sentence(
             mark = source.locator("mark#cited")
             mark.wait_for(timeout=30_000)
             assert _mark_text(mark) == expected[last].quote
+            # The page's script marks the article once the cited span is scrolled into view.
+            expect(source.locator(".dossier-article[data-scrolled]")).to_have_count(1)
             expect(mark).to_be_in_viewport()
             expect(source.get_by_role("heading", name=expected[last].title)).to_be_visible()
             source.screenshot(path=str(ARTIFACTS / "ui_source.png"))
