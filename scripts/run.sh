@@ -19,10 +19,17 @@ Try:
        -d '{"question": "Why did Albania expel Iranian diplomats?"}'
 MSG
 if [ -f ui/app.py ]; then
+  # The UI reaches the API only over HTTP, at DOSSIER_API_URL.
   DOSSIER_API_URL="$API" "$BIN/streamlit" run ui/app.py --server.address "$HOST" \
-    --server.port "$UI_PORT" --server.headless true --browser.gatherUsageStats false &
+    --server.port "$UI_PORT" --server.headless true --browser.gatherUsageStats false \
+    --client.toolbarMode minimal &
   UI_PID=$!
-  echo "Dossier UI:   http://$HOST:$UI_PORT"
+  for _ in $(seq 1 60); do
+    curl -fsS "http://$HOST:$UI_PORT/_stcore/health" >/dev/null 2>&1 && break
+    kill -0 $UI_PID 2>/dev/null || { echo "the UI failed to start" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "Dossier UI:   http://$HOST:$UI_PORT   (talks to $API)"
 fi
 echo "Ctrl-C stops everything."
 wait

@@ -13,7 +13,7 @@ from dossier import __version__
 from dossier.engine import Dossier
 from dossier.models import Answer, ScoredPassage
 from dossier.settings import Settings, get_settings
-from service import errors
+from service import errors, feedback
 from service.schemas import (
     EXAMPLE_QUESTION,
     AnswerPublic,
@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     app.state.dossier = engine
     errors.install(app)
     app.include_router(v1)
+    feedback.install(app, settings.data_dir)
 
     @app.get("/healthz", summary="Liveness")
     def healthz() -> HealthPublic:

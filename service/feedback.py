@@ -1,0 +1,143 @@
+"""Thumbs up/down on answers, kept in a SQLite file beside the index for curators to review."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+FEEDBACK_FILE = "feedback.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    rating TEXT NOT NULL,
+    comment TEXT,
+    question TEXT NOT NULL,
+    collection TEXT,
+    answer TEXT NOT NULL,
+    answerer TEXT,
+    refused INTEGER NOT NULL,
+    citations TEXT NOT NULL
+)
+"""
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=4000)
+    question: str = Field(min_length=1, max_length=4000)
+    collection: str | None = None
+    answer: str = Field(max_length=20000, description="The answer text that was rated.")
+    answerer: str | None = None
+    refused: bool = False
+    citations: list[str] = Field(
+        default_factory=list, description="passage_ids of the answer's citations, in order."
+    )
+
+
+class FeedbackPublic(FeedbackCreate):
+    id: int
+    created: str
+
+
+class FeedbackStore:
+    """One short-lived connection per call: requests run on a thread pool, and sqlite3
+    connections must not cross threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path)
+        try:
+            conn.execute(_SCHEMA)
+            with conn:  # commits, or rolls back on error
+                yield conn
+        finally:
+            conn.close()
+
+    def add(self, item: FeedbackCreate) -> FeedbackPublic:
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect() as conn:
+            cur = conn.execute(
+                "INSERT INTO feedback (created, rating, comment, question, collection, answer,"
+                " answerer, refused, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    created,
+                    item.rating,
+                    item.comment or None,
+                    item.question,
+                    item.collection,
+                    item.answer,
+                    item.answerer,
+                    int(item.refused),
+                    json.dumps(item.citations),
+                ),
+            )
+            row_id = cur.lastrowid
+        assert row_id is not None
+        return FeedbackPublic(id=row_id, created=created, **item.model_dump())
+
+    def recent(self, limit: int = 100, rating: str | None = None) -> list[FeedbackPublic]:
+        sql = (
+            "SELECT id, created, rating, comment, question, collection, answer, answerer,"
+            " refused, citations FROM feedback"
+        )
+        args: tuple[object, ...] = ()
+        if rating:
+            sql += " WHERE rating = ?"
+            args = (rating,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._connect() as conn:
+            rows = conn.execute(sql, (*args, limit)).fetchall()
+        keys = ("id", "created", "rating", "comment", "question", "collection", "answer")
+        return [
+            FeedbackPublic(
+                **dict(zip(keys, r[:7], strict=True)),
+                answerer=r[7],
+                refused=bool(r[8]),
+                citations=json.loads(r[9]),
+            )
+            for r in rows
+        ]
+
+
+def feedback_store(request: Request) -> FeedbackStore:
+    store: FeedbackStore = request.app.state.feedback
+    return store
+
+
+def install(app: FastAPI, data_dir: Path) -> None:
+    """Attach the store and the routes; the file sits beside the index so backups keep both."""
+    app.state.feedback = FeedbackStore(data_dir / FEEDBACK_FILE)
+    app.include_router(router)
+
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+@router.post("/feedback", status_code=201, summary="Record thumbs up/down on an answer")
+def post_feedback(body: FeedbackCreate, request: Request) -> FeedbackPublic:
+    return feedback_store(request).add(body)
+
+
+@router.get("/feedback", summary="Recorded feedback, newest first, for curators")
+def get_feedback(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    rating: Literal["up", "down"] | None = None,
+) -> list[FeedbackPublic]:
+    return feedback_store(request).recent(limit, rating)

@@ -1,0 +1,1 @@
+"""Tests of the Streamlit UI, its HTTP client and the feedback endpoint."""

@@ -1,0 +1,164 @@
+"""The UI in a real browser: headless Chromium via Playwright, the UI in a `streamlit run`
+subprocess, the API in a thread. Artifacts (screenshots, latency JSON) go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.ui.conftest import APP_FILE, ROOT, free_port
+from ui.client import DossierClient
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+QUESTION = "Why did Albania expel Iranian diplomats?"
+TIMED_QUESTIONS = [
+    QUESTION,
+    "Who did Albania blame for the cyberattack?",
+    "How long did Iranian diplomats have to leave Tirana?",
+    "What did Edi Rama say about the attack?",
+    "When was Albania's digital infrastructure attacked?",
+]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def _chromium() -> str:
+    """Debian's Chromium (`make browser` installs it); skip only outside CI when it is absent."""
+    path = os.environ.get("DOSSIER_CHROMIUM") or shutil.which("chromium")
+    if path:
+        return path
+    message = "no chromium on PATH; run `make browser` (needs apt-get) or set DOSSIER_CHROMIUM"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def ui_url(live_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    env = {**os.environ, "DOSSIER_API_URL": live_api, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        *(sys.executable, "-m", "streamlit", "run", str(APP_FILE)),
+        *("--server.address", "127.0.0.1", "--server.port", str(port)),
+        *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
+        *("--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def _mark_text(mark: Any) -> str:
+    # The mark ends with a <sup>[n]</sup> label; compare only the cited words.
+    text: str = mark.evaluate(
+        "m => { const c = m.cloneNode(true); c.querySelectorAll('sup').forEach(s => s.remove());"
+        " return c.innerText; }"
+    )
+    return text
+
+
+def test_seed_question_then_citation_click_highlights_the_cited_sentence(
+    ui_url: str, live_api: str
+) -> None:
+    executable = _chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    with DossierClient(live_api) as client:
+        expected = {c.number: c for c in client.ask(QUESTION).citations}
+    assert expected, "the seed question must be answered with citations"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.goto(ui_url)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=30_000)
+
+            # Submit-to-rendered latency over a few questions; reported, not asserted.
+            latencies_ms = []
+            answers = page.locator(".dossier-answer")
+            for i, question in enumerate(TIMED_QUESTIONS, 1):
+                box.fill(question)
+                t0 = time.perf_counter()
+                box.press("Enter")
+                expect(answers).to_have_count(i, timeout=30_000)
+                latencies_ms.append((time.perf_counter() - t0) * 1000)
+            report = {
+                "questions": TIMED_QUESTIONS,
+                "latencies_ms": [round(x, 1) for x in latencies_ms],
+                "p50_ms": round(statistics.median(latencies_ms), 1),
+                "p95_ms": round(
+                    statistics.quantiles(latencies_ms, n=20, method="inclusive")[18], 1
+                ),
+                "note": "Enter pressed to answer rendered; the first includes warm-up.",
+            }
+            (ARTIFACTS / "ui_latency.json").write_text(json.dumps(report, indent=2))
+            print(f"\nsubmit-to-answer: p50 {report['p50_ms']} ms, p95 {report['p95_ms']} ms")
+
+            # The seed answer is the first: its chips link to the source view in a new tab.
+            first = answers.first
+            chips = first.locator("a.cite-chip")
+            assert chips.count() == len(expected)
+            first.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "ui_chat.png"))
+            # The citation furthest down the article is the one that needs scrolling to.
+            last = max(expected.values(), key=lambda c: c.start).number
+            with context.expect_page() as opened:
+                first.locator(f'a.cite-chip[data-cite="{last}"]').click()
+            source = opened.value
+            mark = source.locator("mark#cited")
+            mark.wait_for(timeout=30_000)
+            assert _mark_text(mark) == expected[last].quote
+            # The page's script marks the article once the cited span is scrolled into view.
+            expect(source.locator(".dossier-article[data-scrolled]")).to_have_count(1)
+            expect(mark).to_be_in_viewport()
+            expect(source.get_by_role("heading", name=expected[last].title)).to_be_visible()
+            source.screenshot(path=str(ARTIFACTS / "ui_source.png"))
+
+            # The in-session button opens the same span without leaving the chat tab.
+            page.get_by_role("button", name="Open [1] in the article").first.click()
+            mark = page.locator("mark#cited")
+            mark.wait_for(timeout=30_000)
+            assert _mark_text(mark) == expected[1].quote
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "ui_source.png").stat().st_size > 10_000

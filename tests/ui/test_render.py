@@ -1,0 +1,108 @@
+"""HTML rendering of answers, cards and articles, and the lenient eval-report reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ui import render
+from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Passage
+from ui.evals import latest_reports
+
+TEXT = "Intro line.\n\nAlbania cut ties with Iran. It blamed a cyberattack <script>."
+
+
+def _citation(n: int, quote: str) -> Citation:
+    start = TEXT.index(quote)
+    return Citation(
+        number=n,
+        doc_id="d1",
+        passage_id="d1-0",
+        title="Ties cut",
+        publisher="Wire",
+        url=None,
+        published="2022-09-07",
+        passage_text=TEXT,
+        quote=quote,
+        start=start,
+        end=start + len(quote),
+    )
+
+
+def _answer(supported: bool | None = True) -> Answer:
+    c1, c2 = _citation(1, "Albania cut ties with Iran."), _citation(2, "It blamed a cyberattack")
+    return Answer(
+        question="Why?",
+        collection="seed",
+        answer=f"{c1.quote} [1] {c2.quote} [2]",
+        refused=False,
+        sentences=[
+            AnswerSentence(text=c1.quote, citations=[1], supported=True),
+            AnswerSentence(text=c2.quote + " <script>", citations=[2], supported=supported),
+        ],
+        citations=[c1, c2],
+    )
+
+
+def test_answer_has_one_linked_chip_per_marker_and_escapes_text() -> None:
+    html = render.answer_html(_answer())
+    assert html.count('class="cite-chip"') == 2
+    assert 'data-cite="1"' in html and 'data-cite="2"' in html
+    assert "doc=d1" in html and "start=13" in html and "end=40" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "\n\n" not in html  # a blank line would end Streamlit's raw-HTML block
+
+
+def test_unsupported_sentence_is_marked() -> None:
+    assert 'data-supported="false"' in render.answer_html(_answer(supported=False))
+    assert "unsupported" in render.answer_html(_answer(supported=False))
+    assert "unsupported-tag" not in render.answer_html(_answer(supported=None))
+
+
+def test_refusal_is_shown_as_such() -> None:
+    refused = Answer(
+        question="q", collection="seed", answer="The corpus does not say.", refused=True
+    )
+    html = render.answer_html(refused)
+    assert 'data-refused="true"' in html and "No answer in this collection" in html
+
+
+def test_one_card_per_passage_with_each_cited_sentence_marked() -> None:
+    ((card, cits),) = render.cited_cards(_answer())
+    assert [c.number for c in cits] == [1, 2]
+    assert '<mark class="cited">Albania cut ties with Iran.<sup>[1]</sup></mark>' in card
+    assert "Wire · 2022-09-07" in card
+
+
+def test_article_highlights_exactly_the_span() -> None:
+    doc = DocumentDetail(doc_id="d1", collection="seed", title="t", text=TEXT)
+    c = _citation(1, "Albania cut ties with Iran.")
+    html = render.article_html(doc, c.start, c.end, "[1]")
+    assert f'<mark class="cited" id="cited">{c.quote}<sup>[1]</sup></mark>' in html
+    assert html.count("<mark") == 1
+
+
+def test_related_card_shows_score() -> None:
+    p = Passage(passage_id="p", doc_id="d", title="T", text="x", start=0, end=1, score=0.4321)
+    assert "score 0.43" in render.related_card_html(p)
+
+
+def test_eval_reports_latest_per_suite(tmp_path: Path) -> None:
+    assert latest_reports(tmp_path / "missing") == []
+    (tmp_path / "retrieval").mkdir()
+    (tmp_path / "retrieval" / "report.json").write_text(
+        json.dumps(
+            {
+                "suite": "retrieval",
+                "metrics": {"recall@5": 0.9, "mrr": 0.75, "n": 12, "ok": True},
+                "cases": [{"id": "q1", "hit": True, "ranks": [1, 3]}],
+            }
+        )
+    )
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "report.json").write_text("{not json")
+    (tmp_path / "empty-suite").mkdir()
+    broken, retrieval = latest_reports(tmp_path)
+    assert broken.error and "Unreadable" in broken.error
+    assert retrieval.metrics == {"recall@5": 0.9, "mrr": 0.75, "n": 12.0}
+    assert retrieval.rows == [{"id": "q1", "hit": True, "ranks": "[1, 3]"}]

@@ -1,0 +1,264 @@
+"""A small typed client for the Dossier HTTP API: the only way the UI reaches the service.
+
+The models below mirror the public JSON contract (``/docs`` of the API) rather than
+importing ``service.schemas``, so the UI works against any deployment of the API and
+keeps working when fields are added (unknown fields are ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Citation(_Model):
+    number: int
+    doc_id: str
+    passage_id: str
+    title: str
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+    passage_text: str
+    quote: str
+    start: int
+    end: int
+
+
+class AnswerSentence(_Model):
+    text: str
+    citations: list[int] = []
+    supported: bool | None = None
+
+
+class Passage(_Model):
+    passage_id: str
+    doc_id: str
+    title: str
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+    text: str
+    start: int
+    end: int
+    score: float
+    dense_similarity: float | None = None
+    lexical_score: float | None = None
+
+
+class Answer(_Model):
+    question: str
+    collection: str
+    answer: str
+    refused: bool
+    refusal_reason: str | None = None
+    answerer: str = ""
+    sentences: list[AnswerSentence] = []
+    citations: list[Citation] = []
+    passages: list[Passage] = []
+    timings: dict[str, float] = {}
+
+
+class SearchResult(_Model):
+    query: str
+    collection: str
+    passages: list[Passage]
+
+
+class Collection(_Model):
+    name: str
+    documents: int
+    chunks: int
+    embedder: str = ""
+
+
+class Document(_Model):
+    doc_id: str
+    collection: str
+    title: str
+    source_path: str = ""
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+    language: str | None = None
+    tags: list[str] = []
+    chunks: int = 0
+
+
+class DocumentDetail(Document):
+    text: str
+
+
+class Feedback(_Model):
+    id: int
+    created: str
+    rating: Literal["up", "down"]
+    comment: str | None = None
+    question: str
+    collection: str | None = None
+    answer: str
+    answerer: str | None = None
+    refused: bool = False
+    citations: list[str] = []
+
+
+class ApiError(Exception):
+    """Base class; ``str(err)`` is a message for the person using the UI."""
+
+
+class ApiUnreachable(ApiError):
+    def __init__(self, url: str, cause: Exception) -> None:
+        super().__init__(
+            f"Cannot reach the Dossier API at {url} ({type(cause).__name__}). Start it with "
+            "`make run` (or `dossier serve`), or point DOSSIER_API_URL at a running one."
+        )
+        self.url = url
+
+
+class ApiTimeout(ApiError):
+    def __init__(self, url: str, timeout_s: float) -> None:
+        super().__init__(
+            f"The API did not answer within {timeout_s:g} s. Try again, ask a narrower "
+            "question, or raise DOSSIER_UI_TIMEOUT_S."
+        )
+        self.url = url
+        self.timeout_s = timeout_s
+
+
+class ApiResponseError(ApiError):
+    """The API answered with an error body: ``{"error": {"type", "message"}}``."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+class DossierClient:
+    """Synchronous client; one instance holds one connection pool. Use as a context manager."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 20.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        # Connecting should be quick on any sane network; a long connect timeout would only
+        # delay the "API unreachable" message.
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DossierClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------
+    def _request(self, method: str, path: str, model: type[T] | Any, **kwargs: Any) -> T:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise ApiUnreachable(self.base_url, exc) from exc
+            raise ApiTimeout(self.base_url, self.timeout_s) from exc
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, exc) from exc
+        if resp.status_code >= 400:
+            raise _error_from(resp)
+        try:
+            parsed: T = TypeAdapter(model).validate_python(resp.json())
+        except (ValueError, ValidationError) as exc:
+            log.warning("unexpected response from %s %s: %s", method, path, exc)
+            raise ApiError(
+                f"The API at {self.base_url} sent a response this UI does not understand "
+                f"({method} {path}). Is DOSSIER_API_URL pointing at a Dossier API?"
+            ) from exc
+        return parsed
+
+    # -- endpoints -------------------------------------------------------------
+    def health(self) -> dict[str, str]:
+        return self._request("GET", "/healthz", dict[str, str])
+
+    def collections(self) -> list[Collection]:
+        return self._request("GET", "/v1/collections", list[Collection])
+
+    def ask(self, question: str, collection: str | None = None, top_k: int | None = None) -> Answer:
+        body: dict[str, Any] = {"question": question, "collection": collection}
+        if top_k is not None:
+            body["top_k"] = top_k
+        return self._request("POST", "/v1/ask", Answer, json=body)
+
+    def search(
+        self, query: str, collection: str | None = None, k: int | None = None
+    ) -> SearchResult:
+        params: dict[str, Any] = {"q": query}
+        if collection:
+            params["collection"] = collection
+        if k is not None:
+            params["k"] = k
+        return self._request("GET", "/v1/search", SearchResult, params=params)
+
+    def documents(self, collection: str | None = None) -> list[Document]:
+        params = {"collection": collection} if collection else {}
+        return self._request("GET", "/v1/documents", list[Document], params=params)
+
+    def document(self, doc_id: str, collection: str | None = None) -> DocumentDetail:
+        params = {"collection": collection} if collection else {}
+        path = f"/v1/documents/{quote(doc_id, safe='')}"
+        return self._request("GET", path, DocumentDetail, params=params)
+
+    def send_feedback(
+        self,
+        answer: Answer,
+        rating: Literal["up", "down"],
+        comment: str | None = None,
+    ) -> Feedback:
+        body = {
+            "rating": rating,
+            "comment": comment or None,
+            "question": answer.question,
+            "collection": answer.collection,
+            "answer": answer.answer,
+            "answerer": answer.answerer,
+            "refused": answer.refused,
+            "citations": [c.passage_id for c in answer.citations],
+        }
+        return self._request("POST", "/v1/feedback", Feedback, json=body)
+
+    def feedback(self, limit: int = 100) -> list[Feedback]:
+        return self._request("GET", "/v1/feedback", list[Feedback], params={"limit": limit})
+
+
+def _error_from(resp: httpx.Response) -> ApiResponseError:
+    try:
+        err = resp.json()["error"]
+        return ApiResponseError(resp.status_code, str(err["type"]), str(err["message"]))
+    except (ValueError, KeyError, TypeError):
+        # Not a Dossier error body: a proxy page, or another service on that port.
+        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
+        return ApiResponseError(resp.status_code, "http_error", f"HTTP {resp.status_code}: {text}")

@@ -1,0 +1,308 @@
+"""The UI's pages. Each takes a ``DossierClient`` and turns every ``ApiError`` into a message
+that says what to do, so no page ever shows a traceback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ui import render
+from ui.client import Answer, ApiError, ApiResponseError, ApiTimeout, DossierClient
+from ui.evals import latest_reports
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
+RELATED_SHOWN = 3
+
+Message = MutableMapping[str, Any]
+
+
+# -- navigation between the chat and the source view ---------------------------------------
+def open_source(query: dict[str, str]) -> None:
+    """Button callback: show one citation's article in this session (the chat is kept)."""
+    st.session_state["source"] = dict(query)
+
+
+def leave_source() -> None:
+    st.session_state.pop("source", None)
+    # A source opened from a chip link arrives via the URL; drop it so it does not reopen.
+    st.query_params.clear()
+
+
+def source_from_query() -> dict[str, str] | None:
+    qp = st.query_params
+    if qp.get("view") != "source" or not qp.get("doc"):
+        return None
+    keys = ("collection", "doc", "start", "end", "n")
+    return {k: str(qp.get(k, "")) for k in keys}
+
+
+# -- chat --------------------------------------------------------------------------------
+def _show_error(message: Message) -> None:
+    if message.get("kind") == "timeout":
+        st.warning(message["error"], icon="⏱️")
+    else:
+        st.error(message["error"], icon="🚫")
+
+
+def _feedback(client: DossierClient, i: int, message: Message, answer: Answer) -> None:
+    if message.get("feedback_id"):
+        st.caption(f"Feedback #{message['feedback_id']} recorded. Thank you.")
+        return
+    rating = st.feedback("thumbs", key=f"fb-{i}")
+    if rating is None:
+        return
+    comment = st.text_input("Comment (optional)", key=f"fb-comment-{i}")
+    if st.button("Send feedback", key=f"fb-send-{i}"):
+        try:
+            saved = client.send_feedback(answer, "up" if rating == 1 else "down", comment)
+        except ApiError as exc:
+            st.error(f"Feedback not saved: {exc}")
+            return
+        message["feedback_id"] = saved.id
+        st.success(f"Feedback #{saved.id} recorded. Thank you.")
+
+
+def render_answer(client: DossierClient, i: int, message: Message) -> None:
+    """One assistant turn: the answer (per sentence), its cards, timing and feedback."""
+    if message.get("error"):
+        _show_error(message)
+        return
+    answer: Answer = message["answer"]
+    st.markdown(render.answer_html(answer), unsafe_allow_html=True)
+    if answer.refused:
+        related = answer.passages[:RELATED_SHOWN]
+        if related:
+            st.caption("Related, but not an answer:")
+            for p in related:
+                st.markdown(render.related_card_html(p), unsafe_allow_html=True)
+    else:
+        for card, cits in render.cited_cards(answer):
+            st.markdown(card, unsafe_allow_html=True)
+            row = st.container(horizontal=True)
+            for c in cits:
+                row.button(
+                    f"Open [{c.number}] in the article",
+                    key=f"open-{i}-{c.number}",
+                    on_click=open_source,
+                    args=(render.source_query(c, answer.collection),),
+                    type="tertiary",
+                )
+    st.caption(
+        f"{answer.answerer} answerer · {answer.collection} · "
+        f"{message.get('elapsed_ms', 0):.0f} ms round trip"
+    )
+    _feedback(client, i, message, answer)
+
+
+def _ask(client: DossierClient, question: str, collection: str | None) -> Message:
+    t0 = time.perf_counter()
+    message: Message = {"role": "assistant", "question": question}
+    try:
+        message["answer"] = client.ask(question, collection)
+    except ApiTimeout as exc:
+        message.update(error=str(exc), kind="timeout")
+    except ApiResponseError as exc:
+        message.update(error=f"{exc} (HTTP {exc.status})", kind=exc.kind)
+    except ApiError as exc:
+        message.update(error=str(exc), kind="unreachable")
+    message["elapsed_ms"] = (time.perf_counter() - t0) * 1000
+    return message
+
+
+def _ask_example() -> None:
+    # A callback runs before the script, so the question is there when the input is read.
+    st.session_state["pending"] = EXAMPLE_QUESTION
+
+
+def chat(client: DossierClient, collection: str | None) -> None:
+    st.title("Ask Dossier")
+    messages: list[Message] = st.session_state.setdefault("messages", [])
+    # Read the input first (it is pinned to the bottom wherever it is called), so the
+    # empty-state hint is not drawn above the first question.
+    question = st.chat_input("Ask a question about the collection") or st.session_state.pop(
+        "pending", None
+    )
+    if not messages and not question:
+        st.caption(
+            "Answers quote the collection and cite each sentence; when it has no answer, "
+            "Dossier says so."
+        )
+        st.button(f"Try: {EXAMPLE_QUESTION}", key="example", on_click=_ask_example)
+    for i, m in enumerate(messages):
+        with st.chat_message(m["role"]):
+            if m["role"] == "user":
+                st.markdown(render.esc(m["text"]))
+            else:
+                render_answer(client, i, m)
+    if not question:
+        return
+    messages.append({"role": "user", "text": question})
+    with st.chat_message("user"):
+        st.markdown(render.esc(question))
+    with st.chat_message("assistant"):
+        with st.spinner("Reading the collection…"):
+            reply = _ask(client, question, collection)
+        messages.append(reply)
+        render_answer(client, len(messages) - 1, reply)
+
+
+# -- source view -------------------------------------------------------------------------
+def source(client: DossierClient, src: dict[str, str]) -> None:
+    st.button("← Back", on_click=leave_source, key="back")
+    try:
+        start, end = int(src["start"]), int(src["end"])
+    except (KeyError, ValueError):
+        st.error("This citation link is incomplete (start/end missing); open it from an answer.")
+        return
+    try:
+        doc = client.document(src["doc"], src.get("collection") or None)
+    except ApiError as exc:
+        st.error(str(exc), icon="🚫")
+        return
+    st.title(doc.title)
+    meta = render.meta_line(doc.publisher, doc.published)
+    link = f' · <a href="{render.esc(doc.url)}" target="_blank">original</a>' if doc.url else ""
+    tags = f" · tags: {render.esc(', '.join(doc.tags))}" if doc.tags else ""
+    st.markdown(
+        f'<div class="dossier-card meta">{meta}{link}{tags} · collection '
+        f"{render.esc(doc.collection)} · document {render.esc(doc.doc_id)}</div>",
+        unsafe_allow_html=True,
+    )
+    label = f"[{src['n']}]" if src.get("n") else ""
+    if not 0 <= start < end <= len(doc.text):
+        st.warning(
+            "The cited span lies outside this article; the collection was probably re-ingested "
+            "since the answer was given. Ask again for fresh citations."
+        )
+        start = end = 0
+    else:
+        st.caption(f"Highlighted: the sentence cited as {label or 'the citation'}.")
+    st.html(
+        render.article_html(doc, start, end, label) + render.SCROLL_SCRIPT,
+        unsafe_allow_javascript=True,
+    )
+
+
+# -- corpus ------------------------------------------------------------------------------
+def corpus(client: DossierClient, collection: str | None) -> None:
+    st.title("Corpus")
+    try:
+        cols = client.collections()
+    except ApiError as exc:
+        st.error(str(exc), icon="🚫")
+        return
+    st.dataframe(
+        [c.model_dump() for c in cols],
+        hide_index=True,
+        column_config={"name": "Collection", "documents": "Documents", "chunks": "Chunks"},
+    )
+    if not collection:
+        st.info("No collection yet. Ingest one with `dossier ingest PATH --collection NAME`.")
+        return
+    st.subheader(f"Documents in {collection}")
+    needle = st.text_input("Filter documents", placeholder="title, publisher or tag").lower()
+    try:
+        docs = client.documents(collection)
+    except ApiError as exc:
+        st.error(str(exc), icon="🚫")
+        return
+    rows = [
+        {
+            "title": d.title,
+            "publisher": d.publisher,
+            "published": d.published,
+            "tags": ", ".join(d.tags),
+            "chunks": d.chunks,
+            "doc_id": d.doc_id,
+        }
+        for d in docs
+        if not needle
+        or needle in " ".join([d.title, d.publisher or "", *d.tags, d.source_path]).lower()
+    ]
+    st.caption(f"{len(rows)} of {len(docs)} documents")
+    st.dataframe(rows, hide_index=True)
+
+    st.subheader("Search passages")
+    with st.form("search"):
+        query = st.text_input("Query", placeholder=EXAMPLE_QUESTION)
+        k = st.number_input("Passages", min_value=1, max_value=50, value=10)
+        submitted = st.form_submit_button("Search")
+    if submitted and query.strip():
+        try:
+            result = client.search(query, collection, int(k))
+        except ApiError as exc:
+            st.error(str(exc), icon="🚫")
+            return
+        st.dataframe(
+            [
+                {
+                    "rank": r,
+                    "score": round(p.score, 4),
+                    "dense": None if p.dense_similarity is None else round(p.dense_similarity, 4),
+                    "lexical": None if p.lexical_score is None else round(p.lexical_score, 4),
+                    "title": p.title,
+                    "passage": p.text,
+                }
+                for r, p in enumerate(result.passages, 1)
+            ],
+            hide_index=True,
+            key="search-results",
+        )
+
+
+# -- evals -------------------------------------------------------------------------------
+def evals(reports_dir: Path) -> None:
+    st.title("Evals")
+    reports = latest_reports(reports_dir)
+    if not reports:
+        st.info(
+            f"No eval reports yet. The evals runner writes `<suite>/report.json` under "
+            f"`{reports_dir}` (setting DOSSIER_EVALS_REPORTS_DIR); run it, then reload."
+        )
+        return
+    st.dataframe(
+        [
+            {"suite": r.suite, "created": r.created, **r.metrics}
+            | ({"error": r.error} if r.error else {})
+            for r in reports
+        ],
+        hide_index=True,
+    )
+    # Rates share one axis; counts and latencies would flatten them, so they stay in the table.
+    points = [
+        {"suite": r.suite, "metric": name, "value": value}
+        for r in reports
+        for name, value in r.metrics.items()
+        if 0.0 <= value <= 1.0
+    ]
+    if points:
+        st.bar_chart(points, x="metric", y="value", color="suite", stack=False)
+    for r in reports:
+        with st.expander(f"{r.suite}: {len(r.rows)} cases · {r.path}"):
+            if r.error:
+                st.error(r.error)
+            elif r.rows:
+                st.dataframe(r.rows, hide_index=True)
+            else:
+                st.caption("This report has no per-case rows.")
+
+
+# -- feedback review ---------------------------------------------------------------------
+def feedback_review(client: DossierClient) -> None:
+    st.title("Feedback")
+    try:
+        items = client.feedback(limit=500)
+    except ApiError as exc:
+        st.error(str(exc), icon="🚫")
+        return
+    if not items:
+        st.info("No feedback yet. Thumbs under each answer in the chat end up here.")
+        return
+    st.dataframe([f.model_dump() for f in items], hide_index=True)
