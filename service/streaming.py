@@ -50,6 +50,7 @@ async def sse_events(
     )
     events = dossier.answer_stream(retrieved)
     final: Answer | None = None
+    streamed = False
     try:
         while final is None:
             # The model client blocks, so each step runs in a worker thread; between
@@ -63,6 +64,7 @@ async def sse_events(
             if isinstance(event, Answer):
                 final = event
             else:
+                streamed = True
                 yield sse("delta", {"text": event.text})
     except Exception as exc:  # the caller gets the extractive answer, never a 500
         log.exception("streaming answer failed")
@@ -82,6 +84,9 @@ async def sse_events(
             await anyio.to_thread.run_sync(events.close)
     if final is None:  # pragma: no cover - answer_stream always ends with an Answer
         return
+    if not streamed and not final.refused:
+        # Answerers that cannot stream (extractive) still keep the event contract.
+        yield sse("delta", {"text": final.text})
     body = answer_public(final).model_dump(exclude={"passages", "timings"})
     yield sse("citations", body)
     yield sse("done", {"timings": final.timings})

@@ -313,3 +313,19 @@ def test_client_disconnect_stops_generation(llm_api: Any, script: FakeState) -> 
         time.sleep(0.05)
     assert script.stream_finished_at is not None
     assert script.tokens_sent < total / 2, script.tokens_sent
+
+
+def test_default_extractive_answerer_streams_too(api_url: str) -> None:
+    with httpx.stream(
+        "POST", f"{api_url}/v1/ask", json={"question": QUESTION, "stream": True}, timeout=30
+    ) as r:
+        events = list(read_events(r))
+    assert [k for k, _ in events] == ["passages", "delta", "citations", "done"]
+    final = events[2][1]
+    assert events[1][1]["text"] == final["answer"] and final["answerer"] == "extractive"
+    assert final["degraded"] is False and final["citations"]
+
+
+def test_stream_with_bad_input_is_a_plain_4xx(api_url: str) -> None:
+    r = httpx.post(f"{api_url}/v1/ask", json={"question": " ", "stream": True}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_input"
