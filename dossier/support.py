@@ -207,9 +207,7 @@ def names(text: str) -> set[str]:
             if at_start and word not in _MONTHS and not _CAPITALISED.fullmatch(m.group()):
                 continue
             out.add(word)
-    for w in words(text):
-        if w in _MONTHS:
-            out.add(w)
+    # Months count only when capitalised, so the modal "may" is not a date.
     return out
 
 
@@ -280,12 +278,22 @@ def aligned_clause(sentence: str, passage: str) -> str:
     return best
 
 
+_NUMBER_TOKEN = re.compile(
+    r"\d[\d,.]*|\b(?:" + "|".join([*_NUMBER_WORDS, *_SCALES]) + r")\b", re.IGNORECASE
+)
+
+
+def _without_numbers(text: str) -> str:
+    return _NUMBER_TOKEN.sub(" ", text)
+
+
 def lexical_coverage(sentence: str, passage: str) -> float:
     """Share of the sentence's content terms that the passage contains."""
-    sterms = set(terms(sentence))
+    # Numbers are left to the hard check, which knows "twenty-four" is "24".
+    sterms = set(terms(_without_numbers(sentence)))
     if not sterms:
         return 1.0
-    pterms = set(terms(passage))
+    pterms = set(terms(_without_numbers(passage)))
     return sum(1 for t in sterms if _term_in(t, pterms)) / len(sterms)
 
 
