@@ -151,7 +151,7 @@ def eval_(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the Markdown/JSON/JUnit reports.")] = Path(
-        "eval-reports"
+        "evals/reports"
     ),
     docs: Annotated[
         Path | None, typer.Option(help="Folder ingested into the dataset's collection first.")

@@ -19,7 +19,7 @@ def run(
     *,
     answerer: str | None = None,
     limit: int | None = None,
-    out: Path = Path("eval-reports"),
+    out: Path = Path("evals/reports"),
     docs: Path | None = None,
     collection: str | None = None,
     thresholds: Path | None = None,
