@@ -190,24 +190,22 @@ def numbers(text: str) -> set[float]:
 
 
 def names(text: str) -> set[str]:
-    """Proper names and months: capitalised words that are not sentence-initial function words."""
+    """Proper names and months: capitalised words that are not function words.
+
+    Months count only when capitalised, so the modal "may" is not a date. A
+    sentence-initial capital is kept too: without a tagger it cannot be told from a
+    name, and a swapped subject ("Russia and Israel launched Stuxnet") is exactly what
+    this check is for. The cost: a paraphrase opening with a word the passage lacks
+    is not supported.
+    """
     stop = stopwords()
     out: set[str] = set()
-    for s, e in sentence_spans(text) or [(0, len(text))]:
-        sentence = text[s:e]
-        for m in _CAPITALISED.finditer(sentence):
-            word = _quotes(m.group()).lower().strip("'-")
-            if word.endswith("'s"):
-                word = word[:-2]
-            if not word or word in stop or word in _NUMBER_WORDS or word in _SCALES:
-                continue
-            at_start = not sentence[: m.start()].strip(" \"'“‘(-")
-            # Sentence-initial capitals are names only when they look like one elsewhere,
-            # e.g. "Investigators said" is not a name but "Albania said" is.
-            if at_start and word not in _MONTHS and not _CAPITALISED.fullmatch(m.group()):
-                continue
+    for m in _CAPITALISED.finditer(text):
+        word = _quotes(m.group()).lower().strip("'-")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if word and word not in stop and word not in _NUMBER_WORDS and word not in _SCALES:
             out.add(word)
-    # Months count only when capitalised, so the modal "may" is not a date.
     return out
 
 
