@@ -178,8 +178,12 @@ class ExtractiveAnswerer(Answerer):
         passages: Sequence[ScoredPassage],
         chosen: list[_Candidate],
     ) -> Answer:
-        # Read in document order when sentences come from one article.
-        chosen.sort(key=lambda c: (c.rank, c.start))
+        # Articles in rank order, and within an article in reading order, so
+        # sentences from one story read as the story tells it.
+        doc_rank: dict[str, int] = {}
+        for c in chosen:
+            doc_rank.setdefault(c.passage.passage.doc_id, c.rank)
+        chosen.sort(key=lambda c: (doc_rank[c.passage.passage.doc_id], c.start))
         citations: list[Citation] = []
         sentences: list[AnswerSentence] = []
         for c in chosen:

@@ -74,7 +74,26 @@ def minilm_files() -> tuple[Path, Path]:
     return onnx, tokenizer
 
 
-class OnnxMiniLMEmbedding(BaseEmbedding):
+class ArrayEmbedding(BaseEmbedding):
+    """A llama-index embedding whose one real method is :meth:`embed_array` (batch → array)."""
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in self.embed_array([query])[0]]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_query_embedding(text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.embed_array(texts)]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+class OnnxMiniLMEmbedding(ArrayEmbedding):
     """all-MiniLM-L6-v2 (int8 ONNX): mean pooling over tokens, L2-normalised, 384 dims."""
 
     sort_by_length: bool = True
@@ -145,23 +164,11 @@ class OnnxMiniLMEmbedding(BaseEmbedding):
             out[idx] = self._encode_batch([encodings[i] for i in idx])
         return out
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self.embed_array([query])[0]]
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_query_embedding(text)
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return [[float(x) for x in row] for row in self.embed_array(texts)]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
 
 _WORD = re.compile(r"\w+")
 
 
-class HashingEmbedding(BaseEmbedding):
+class HashingEmbedding(ArrayEmbedding):
     """A fast, deterministic bag-of-words embedder for unit tests and demos.
 
     It is honest about what it is: texts sharing words get similar vectors,
@@ -185,18 +192,6 @@ class HashingEmbedding(BaseEmbedding):
                 out[row, zlib.crc32(word.encode()) % self.dim] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.asarray(out / np.clip(norms, 1e-12, None), dtype=np.float32)
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self.embed_array([query])[0]]
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_query_embedding(text)
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return [[float(x) for x in row] for row in self.embed_array(texts)]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
 
 
 class OpenAICompatibleEmbedding(BaseEmbedding):
@@ -244,7 +239,7 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
-class SentenceTransformerEmbedding(BaseEmbedding):
+class SentenceTransformerEmbedding(ArrayEmbedding):
     """The fp32 all-MiniLM-L6-v2 on torch, for those who install torch anyway."""
 
     _model: Any = PrivateAttr(default=None)
@@ -273,18 +268,6 @@ class SentenceTransformerEmbedding(BaseEmbedding):
             list(texts), batch_size=self.embed_batch_size, normalize_embeddings=True
         )
         return np.asarray(vectors, dtype=np.float32)
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self.embed_array([query])[0]]
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_query_embedding(text)
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return [[float(x) for x in row] for row in self.embed_array(texts)]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
 
 
 def embed_array(embedder: BaseEmbedding, texts: Sequence[str]) -> np.ndarray:

@@ -101,6 +101,10 @@ class BM25Retriever(Retriever):
     def _build(self, collection: str, version: int) -> LexicalIndex:
         import bm25s
 
+        # bm25s sets its logger to DEBUG with its own handler at import, which
+        # would print a line per index build into every server log.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+
         passages = self.store.all_passages(collection)
         tokens = [terms(indexed_text(p.title, p.text)) for p in passages]
         df: dict[str, int] = {}

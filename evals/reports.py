@@ -54,7 +54,7 @@ def markdown(result: SuiteResult) -> str:
     lines += ["", f"## Worst failures ({min(WORST, len(failed))} of {len(failed)})"]
     for q in failed[:WORST]:
         lines += ["", f"### {q.qid} ({q.kind})", "", f"**Question:** {q.question}"]
-        if q.in_context:
+        if q.history:
             lines.append(f"(asked in conversation as: {q.in_context!r} after {list(q.history)})")
         lines += ["", f"**Answer:** {q.answer}"]
         if q.refused:
@@ -63,7 +63,7 @@ def markdown(result: SuiteResult) -> str:
             mark = "supported" if c.supported else "NOT supported"
             lines.append(
                 f"- [{c.number}] {mark} (score {c.score:.2f}) by {c.title!r}: "
-                f"“{c.passage_excerpt[:160]}…”"
+                f"“{' '.join(c.passage_excerpt[:160].split())}…”"
             )
         lines += ["", "Why it failed:", *(f"- {f}" for f in q.failures)]
     if result.ingest:
