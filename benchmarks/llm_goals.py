@@ -38,14 +38,13 @@ _CACHE: dict[str, tuple[str | None, str | None, int]] = {}  # prompt -> (text, f
 
 
 class CachedLLM(LLMAnswerer):
-    def _generate(
-        self, messages: list[dict[str, str]], n_passages: int
-    ) -> Generator[str, None, None]:
+    def _generate(self, messages: list[dict[str, str]]) -> Generator[str, None, None]:
         key = json.dumps(messages)
+        n_passages = messages[-1]["content"].count('<passage n="')
         if key not in _CACHE:
             pieces: list[str] = []
             try:
-                pieces.extend(super()._generate(messages, n_passages))
+                pieces.extend(super()._generate(messages))
                 _CACHE[key] = ("".join(pieces), None, n_passages)
             except LLMFailure as exc:
                 _CACHE[key] = (None, str(exc), n_passages)

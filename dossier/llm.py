@@ -328,9 +328,7 @@ class LLMAnswerer(Answerer):
             stream=True,
         )
 
-    def _generate(
-        self, messages: list[dict[str, str]], n_passages: int
-    ) -> Generator[str, None, None]:
+    def _generate(self, messages: list[dict[str, str]]) -> Generator[str, None, None]:
         """Raw text deltas; raises LLMFailure once retries are spent or the stream breaks."""
         attempts = self.settings.llm_retries + 1
         for attempt in range(attempts):
@@ -378,7 +376,7 @@ class LLMAnswerer(Answerer):
         messages = build_messages(question, passages, self.settings.max_answer_sentences)
         markers = MarkerFilter(len(passages))
         raw: list[str] = []
-        pieces = self._generate(messages, len(passages))
+        pieces = self._generate(messages)
         try:
             for piece in pieces:
                 raw.append(piece)
