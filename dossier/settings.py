@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45
 
+    # Support scoring (evals, answer verification): "auto" uses the LLM judge when an
+    # endpoint is configured below, else the offline scorer.
+    support_scorer: str = "auto"
+    support_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    # Public benchmarks for `dossier eval`; default: the shared/ folder beside the repo.
+    shared_dir: Path | None = None
+
     # An OpenAI-compatible endpoint; no secret has a default.
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None

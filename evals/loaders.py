@@ -1,0 +1,305 @@
+"""Eval datasets: the checked-in JSONL golden sets and loaders for public benchmarks.
+
+Every loader returns a :class:`Suite`: the questions plus, per collection, the
+folder of documents the runner ingests first. Benchmark documents are written
+under the index's data directory (never into the repository) from the files in
+``shared/``, which are only read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dossier.errors import ConfigurationError, InvalidInput
+from dossier.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO / "evals" / "datasets"
+SQUAD_FILE = Path("benchmarks") / "squad2-cs224n-dev" / "dev-v2.0-half-a.json"
+RGB_FILE = Path("benchmarks") / "rgb" / "en_fact.json"
+# The gate's fixed SQuAD sample: a seeded shuffle, so `--limit N` is always the same N questions.
+SQUAD_SEED = 20240601
+# The CI gate's SQuAD sample size: a few hundred questions keep the gate to ~1.5 minutes
+# on two cores (ingesting the 301 paragraphs once is ~20 s of it).
+SQUAD_GATE_SAMPLE = 300
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    """One question to ask, with what a correct answer must contain."""
+
+    qid: str
+    question: str
+    collection: str
+    answerable: bool
+    kind: str
+    # Each inner tuple lists alternatives; every inner tuple must be matched.
+    key_facts: tuple[tuple[str, ...], ...] = ()
+    # Exact substrings of a gold document: the evidence a retriever must find.
+    gold_spans: tuple[str, ...] = ()
+    # Source paths (inside the collection) of the documents holding the gold spans.
+    docs: tuple[str, ...] = ()
+    # Reference answers for SQuAD's exact match and token F1.
+    gold_answers: tuple[str, ...] = ()
+    # Multi-turn items: earlier questions, and the question as asked in the conversation.
+    history: tuple[str, ...] = ()
+    in_context: str | None = None
+    # Answers that show the answerer ignored the documents (RGB: the real-world fact).
+    prior_answers: tuple[str, ...] = ()
+    # SQuAD-style scoring: exact match and token F1, a refusal being the right
+    # (empty) answer to an unanswerable question.
+    squad_scored: bool = False
+
+
+@dataclass
+class Suite:
+    name: str
+    questions: list[EvalQuestion]
+    # collection name -> folder ingested into it before the run
+    collections: dict[str, Path] = field(default_factory=dict)
+
+
+def shared_dir(settings: Settings) -> Path:
+    """``shared/`` beside the repository (how CI lays it out), unless DOSSIER_SHARED_DIR says."""
+    return settings.shared_dir or (REPO / ".." / "shared").resolve()
+
+
+def _facts(raw: Any) -> tuple[tuple[str, ...], ...]:
+    out: list[tuple[str, ...]] = []
+    for fact in raw or []:
+        alts = (fact,) if isinstance(fact, str) else tuple(str(a) for a in fact)
+        if not alts or not all(a.strip() for a in alts):
+            raise InvalidInput(f"empty key fact in {raw!r}")
+        out.append(alts)
+    return tuple(out)
+
+
+def _single(qid: str, row: dict[str, Any], collection: str, kind: str) -> EvalQuestion:
+    answerable = bool(row.get("answerable", kind != "unanswerable"))
+    doc = row.get("doc")
+    return EvalQuestion(
+        qid=qid,
+        question=str(row.get("standalone") or row["question"]),
+        collection=collection,
+        answerable=answerable,
+        kind=kind,
+        key_facts=_facts(row.get("key_facts")) if answerable else (),
+        gold_spans=tuple(row.get("gold_spans") or ()),
+        docs=(doc,) if isinstance(doc, str) else tuple(doc or ()),
+        gold_answers=tuple(row.get("gold_answers") or ()),
+    )
+
+
+def parse_items(rows: Iterable[dict[str, Any]], default_collection: str) -> list[EvalQuestion]:
+    """Questions from golden-set rows (schema in evals/README.md)."""
+    out: list[EvalQuestion] = []
+    for n, row in enumerate(rows, 1):
+        qid = str(row.get("id") or f"item-{n:04d}")
+        collection = str(row.get("collection") or default_collection)
+        kind = str(row.get("type", "answerable"))
+        if kind == "multi_turn":
+            turns = row["turns"]
+            history: list[str] = []
+            for i, turn in enumerate(turns, 1):
+                turn = {"doc": row.get("doc"), **turn}
+                q = _single(f"{qid}.t{i}", turn, collection, "multi_turn")
+                # Until a chat answerer exists, later turns are asked in their standalone
+                # form; the in-context wording is kept for chat evals.
+                out.append(replace(q, history=tuple(history), in_context=str(turn["question"])))
+                history.append(str(turn["question"]))
+            continue
+        if kind == "unanswerable":
+            kind = f"unanswerable/{row.get('unanswerable_kind', 'unknown')}"
+            out.append(
+                EvalQuestion(
+                    qid=qid,
+                    question=str(row["question"]),
+                    collection=collection,
+                    answerable=False,
+                    kind=kind,
+                )
+            )
+            continue
+        if kind != "answerable":
+            raise InvalidInput(f"{qid}: unknown item type {kind!r}")
+        out.append(_single(qid, row, collection, kind))
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{lineno}: not JSON: {exc}") from None
+    return rows
+
+
+def load_golden(
+    path: Path, settings: Settings, docs: Path | None = None, name: str | None = None
+) -> Suite:
+    """A JSONL golden set; ``docs`` is ingested into its collection(s) first when given."""
+    questions = parse_items(read_jsonl(path), settings.default_collection)
+    suite = Suite(name or path.stem, questions)
+    if docs is not None:
+        for collection in {q.collection for q in questions}:
+            suite.collections[collection] = docs
+    return suite
+
+
+def load_seed(settings: Settings) -> Suite:
+    suite = load_golden(DATASETS / "seed.jsonl", settings, name="seed")
+    suite.collections = {"albania-iran": REPO / "corpus" / "albania-iran"}
+    return suite
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    # Rewriting identical files would be harmless for ingestion (content hashes),
+    # but keeps the cache's mtimes meaningful.
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _benchmark(settings: Settings, rel: Path) -> Path:
+    path = shared_dir(settings) / rel
+    if not path.exists():
+        raise ConfigurationError(
+            f"Benchmark file {path} is missing. Put the shared/ folder beside the repository "
+            "or point DOSSIER_SHARED_DIR at it."
+        )
+    return path
+
+
+def load_squad2(settings: Settings, collection: str = "eval-squad2") -> Suite:
+    """SQuAD 2.0 half A: each paragraph is a document; questions come in a fixed seeded order."""
+    data = json.loads(_benchmark(settings, SQUAD_FILE).read_text(encoding="utf-8"))
+    folder = settings.data_dir / "eval-docs" / collection
+    questions: list[EvalQuestion] = []
+    for a, article in enumerate(data["data"]):
+        title = str(article["title"]).replace("_", " ")
+        for p, para in enumerate(article["paragraphs"]):
+            rel = f"{a:02d}-{_slug(title)}/{p:03d}.txt"
+            # The headline line gives each paragraph its article's context, as news has.
+            _write_if_changed(folder / rel, f"{title}\n\n{para['context']}\n")
+            for qa in para["qas"]:
+                answers = tuple(dict.fromkeys(str(x["text"]) for x in qa.get("answers", [])))
+                impossible = bool(qa.get("is_impossible")) or not answers
+                questions.append(
+                    EvalQuestion(
+                        qid=str(qa["id"]),
+                        question=str(qa["question"]).strip(),
+                        collection=collection,
+                        answerable=not impossible,
+                        kind="unanswerable/squad" if impossible else "answerable",
+                        key_facts=() if impossible else (answers,),
+                        gold_spans=() if impossible else answers,
+                        docs=(rel,),
+                        gold_answers=answers,
+                        squad_scored=True,
+                    )
+                )
+    random.Random(SQUAD_SEED).shuffle(questions)
+    return Suite("squad2", questions, {collection: folder})
+
+
+def load_rgb(settings: Settings) -> Suite:
+    """RGB's counterfactual set, as two collections.
+
+    ``eval-rgb-fact`` holds every question's counterfactual passages (the real answer
+    replaced by ``fakeanswer``) and its noise passages: a grounded answer states what
+    the documents say, so the key fact is the fake answer, and an answer carrying the
+    real one ignored the documents. ``eval-rgb-noise`` holds the noise passages only,
+    where every question should be refused (RGB's negative rejection).
+
+    Snippets are written bare: a headline made of the query would hand the answerer a
+    sentence that repeats the question.
+    """
+    rows = [json.loads(line) for line in _benchmark(settings, RGB_FILE).read_text().splitlines()]
+    root = settings.data_dir / "eval-docs"
+    fact, noise = root / "eval-rgb-fact", root / "eval-rgb-noise"
+    fact_q: list[EvalQuestion] = []
+    noise_q: list[EvalQuestion] = []
+    for row in rows:
+        i = int(row["id"])
+        query = str(row["query"])
+        question = query if query.endswith("?") else f"{query}?"
+        gold_docs: list[str] = []
+        for j, text in enumerate(row.get("positive_wrong", [])):
+            rel = f"{i:03d}/wrong-{j}.txt"
+            _write_if_changed(fact / rel, f"{text}\n")
+            gold_docs.append(rel)
+        for j, text in enumerate(row.get("negative", [])):
+            for folder in (fact, noise):
+                _write_if_changed(folder / f"{i:03d}/noise-{j}.txt", f"{text}\n")
+        answer = row["answer"]
+        real = (
+            tuple(str(a) for alts in answer for a in (alts if isinstance(alts, list) else [alts]))
+            if isinstance(answer, list)
+            else (str(answer),)
+        )
+        fake = str(row["fakeanswer"])
+        fact_q.append(
+            EvalQuestion(
+                qid=f"rgb-{i:03d}-fact",
+                question=question,
+                collection="eval-rgb-fact",
+                answerable=True,
+                kind="answerable/counterfactual",
+                key_facts=((fake,),),
+                gold_spans=(fake,),
+                docs=tuple(gold_docs),
+                prior_answers=real,
+            )
+        )
+        noise_q.append(
+            EvalQuestion(
+                qid=f"rgb-{i:03d}-noise",
+                question=question,
+                collection="eval-rgb-noise",
+                answerable=False,
+                kind="unanswerable/noise-only",
+            )
+        )
+    # Interleaved, so `--limit N` samples both halves.
+    questions = [q for pair in zip(fact_q, noise_q, strict=True) for q in pair]
+    return Suite("rgb", questions, {"eval-rgb-fact": fact, "eval-rgb-noise": noise})
+
+
+BUILTIN_SUITES = {"seed": load_seed, "squad2": load_squad2, "rgb": load_rgb}
+
+
+def load_suite(
+    suite: str, settings: Settings, docs: Path | None = None, collection: str | None = None
+) -> Suite:
+    """A built-in suite by name, or a JSONL golden set by path."""
+    if suite in BUILTIN_SUITES:
+        return BUILTIN_SUITES[suite](settings)
+    path = Path(suite)
+    if path.suffix == ".jsonl" and path.exists():
+        loaded = load_golden(path, settings, docs)
+        if collection:
+            loaded.questions = [replace(q, collection=collection) for q in loaded.questions]
+            if docs is not None:
+                loaded.collections = {collection: docs}
+        return loaded
+    raise InvalidInput(
+        f"Unknown suite {suite!r}: use one of {', '.join(BUILTIN_SUITES)} or a .jsonl file."
+    )

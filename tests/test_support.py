@@ -1,0 +1,157 @@
+"""The support scorers: the offline one against its labelled set, the LLM judge's parsing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dossier.engine import Dossier
+from dossier.errors import ConfigurationError
+from dossier.settings import Settings
+from dossier.support import (
+    SUPPORT_SCORERS,
+    LLMJudgeScorer,
+    OfflineSupportScorer,
+    ScriptedChat,
+    acronyms,
+    build_support_scorer,
+    names,
+    negations,
+    numbers,
+    parse_json_reply,
+    units,
+)
+from tests.conftest import ROOT, make_settings
+
+PAIRS = ROOT / "evals" / "datasets" / "support_pairs.jsonl"
+# The hard negatives issue #3 names; "contradiction" (antonyms) is labelled too but is
+# beyond what surface checks can see, so it counts in accuracy, not in this recall.
+HARD = {"number", "date", "name", "negation", "merge", "wrong_passage"}
+
+
+def test_numbers_read_digits_and_words() -> None:
+    assert numbers("within 24 hours and 3,000 members") == {24.0, 3000.0}
+    assert numbers("twenty-four hours, three thousand people") == {24.0, 3000.0}
+    assert numbers("no figures here") == set()
+
+
+def test_names_skip_sentence_initial_function_words_and_keep_months() -> None:
+    found = names("The US said on July 15 that Edi Rama met Mandiant.")
+    assert {"us", "july", "edi", "rama", "mandiant"} <= found
+    assert "the" not in found
+    assert "may" not in names("Officials said they may act.")
+
+
+def test_acronyms_units_and_negations() -> None:
+    assert "uae" in acronyms("against Israel, the United Arab Emirates, Jordan")
+    assert units("a week-long probe over 3 months") == {"week", "month"}
+    assert negations("Iran has not yet responded") == 1
+    assert negations("Iran hasn't responded") == 1
+    assert negations("Iran responded") == 0
+
+
+@pytest.fixture(scope="module")
+def offline(seed_engine: Dossier) -> OfflineSupportScorer:
+    return OfflineSupportScorer(
+        seed_engine.embedder, threshold=seed_engine.settings.support_threshold
+    )
+
+
+def test_offline_scorer_flags_the_classic_failures(offline: OfflineSupportScorer) -> None:
+    passage = (
+        "Prime Minister Edi Rama’s administration ordered all Iranian diplomats and staff from "
+        "the capital Tirana within 24 hours. Iran has not yet responded to the allegations."
+    )
+    assert offline.score(
+        "Iranian diplomats were told to leave within twenty-four hours.", passage
+    ).supported
+    verdict = offline.score("Iranian diplomats were told to leave within 48 hours.", passage)
+    assert not verdict.supported and any("48" in r for r in verdict.reasons)
+    assert not offline.score("Iran has responded to the allegations.", passage).supported
+    assert not offline.score("Mandiant ordered the diplomats out of Tirana.", passage).supported
+    quoted = offline.score("Iran has not yet responded to the allegations.", passage)
+    assert quoted.supported and quoted.score == 1.0
+
+
+def test_offline_scorer_on_its_labelled_set(offline: OfflineSupportScorer) -> None:
+    rows = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 80
+    kinds = Counter(r["kind"] for r in rows if not r["supported"])
+    assert set(kinds) >= HARD, kinds
+    tp = fp = tn = fn = 0
+    hard_caught = hard_total = 0
+    for r in rows:
+        predicted = offline.score(r["sentence"], r["passage"]).supported
+        if r["supported"]:
+            tp += predicted
+            fn += not predicted
+        else:
+            fp += predicted
+            tn += not predicted
+            if r["kind"] in HARD:
+                hard_total += 1
+                hard_caught += not predicted
+    accuracy = (tp + tn) / len(rows)
+    precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    hard_recall = hard_caught / hard_total
+    print(
+        f"\nsupport scorer: n={len(rows)} accuracy={accuracy:.3f} precision={precision:.3f} "
+        f"recall={recall:.3f} hard-negative recall={hard_recall:.3f} ({hard_caught}/{hard_total})"
+    )
+    assert accuracy >= 0.90
+    assert hard_recall >= 0.90
+    assert recall >= 0.90  # true paraphrases must not be rejected wholesale either
+
+
+def test_parse_json_reply_tolerates_fences_and_prose() -> None:
+    assert parse_json_reply('Sure!\n```json\n{"claims": ["a"]}\n```') == {"claims": ["a"]}
+    with pytest.raises(ValueError):
+        parse_json_reply("no json at all")
+
+
+def test_llm_judge_decomposes_then_judges_each_claim() -> None:
+    chat = ScriptedChat(
+        [
+            '{"claims": ["Albania expelled Iranian diplomats.", "They had 48 hours."]}',
+            '{"verdict": "supported", "reason": "stated"}',
+            '```json\n{"verdict": "unsupported", "reason": "passage says 24 hours"}\n```',
+        ]
+    )
+    judge = LLMJudgeScorer(chat)
+    verdict = judge.score("Albania expelled Iranian diplomats, giving them 48 hours.", "passage")
+    assert not verdict.supported
+    assert verdict.score == 0.5
+    assert any("24 hours" in r for r in verdict.reasons)
+    assert len(chat.prompts) == 3
+    assert (
+        "Albania expelled Iranian diplomats, giving them 48 hours." in chat.prompts[0][0]["content"]
+    )
+    assert "They had 48 hours." in chat.prompts[2][0]["content"]
+
+
+def test_llm_judge_counts_garbage_against_support() -> None:
+    judge = LLMJudgeScorer(ScriptedChat(["I cannot split this.", "maybe?"]))
+    verdict = judge.score("A claim.", "A passage.")
+    # An undecomposable sentence is judged whole; an unreadable verdict is a "no".
+    assert verdict.supported is False
+    assert "unparseable" in verdict.reasons[0]
+
+
+def test_registry_selects_by_settings(tmp_path: Path, seed_engine: Dossier) -> None:
+    settings = make_settings(tmp_path, support_scorer="offline")
+    assert isinstance(build_support_scorer(settings, seed_engine.embedder), OfflineSupportScorer)
+    auto = make_settings(tmp_path, llm_base_url="http://127.0.0.1:9/v1", llm_model="judge")
+    assert isinstance(build_support_scorer(auto, seed_engine.embedder), LLMJudgeScorer)
+    with pytest.raises(ConfigurationError, match="DOSSIER_LLM_BASE_URL"):
+        build_support_scorer(make_settings(tmp_path, support_scorer="llm-judge"))
+    with pytest.raises(ConfigurationError, match="one of"):
+        build_support_scorer(make_settings(tmp_path, support_scorer="nope"))
+    assert set(SUPPORT_SCORERS) == {"offline", "llm-judge"}
+
+
+def test_settings_default_is_auto() -> None:
+    assert Settings(_env_file=None).support_scorer == "auto"  # type: ignore[call-arg]
