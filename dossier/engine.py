@@ -8,13 +8,14 @@ is built on first use, never at import or construction.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
+import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.answering import AnswerContext, Answerer, ExtractiveAnswerer
-from dossier.embeddings import build_embedder, embedder_id
+from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import ConfigurationError, InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
 from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
@@ -27,6 +28,7 @@ def _extractive(settings: Settings) -> Answerer:
         max_sentences=settings.max_answer_sentences,
         min_coverage=settings.refusal_min_coverage,
         min_similarity=settings.refusal_min_similarity,
+        min_sentence_similarity=settings.refusal_min_sentence_similarity,
     )
 
 
@@ -153,9 +155,15 @@ class Dossier:
         q = self._check_question(question)
         k = self._check_k(top_k)
         name = self.collection(collection)
-        passages = self.retriever.retrieve(q, name, k)
+        vector = self.dense.embed_query(q)
+        passages = self.retriever.retrieve_with_vector(q, vector, name, k)
         t1 = time.perf_counter()
-        context = AnswerContext(collection=name, idf=self.lexical.index(name).idf)
+        context = AnswerContext(
+            collection=name,
+            idf=self.lexical.index(name).idf,
+            embed=self._embed_texts,
+            question_vector=vector,
+        )
         result = (answerer or self.answerer).answer(q, passages, context)
         t2 = time.perf_counter()
         result.timings = {
@@ -164,6 +172,9 @@ class Dossier:
             "total_ms": round((t2 - t0) * 1000, 2),
         }
         return result
+
+    def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return embed_array(self.embedder, texts)
 
     def collections(self) -> list[CollectionInfo]:
         return self.store.list_collections()
