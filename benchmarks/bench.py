@@ -198,16 +198,26 @@ def bench_squad(work: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"questions": len(questions)}
     results["bm25"] = evaluate(lambda q, v: engine.lexical.retrieve(q, "squad", depth))
     results["dense"] = evaluate(lambda q, v: engine.dense.retrieve_vector(v, "squad", depth))
-    for fusion in ("rrf", "relative"):
-        for w in (0.3, 0.4, 0.5):
-            hybrid = HybridRetriever(
-                engine.dense, engine.lexical, dense_weight=w, candidate_k=depth, fusion=fusion
-            )
-            results[f"fused-{fusion}-w{w}"] = evaluate(
-                lambda q, v, h=hybrid: h.retrieve_with_vector(q, v, "squad", depth)
-            )
+    # Each fusion at the default weight without sentence re-scoring, then the default
+    # retriever (z-score fusion + sentence re-scoring), side by side in one run.
+    weight = engine.settings.dense_weight
+    for fusion in ("rrf", "relative", "zscore"):
+        hybrid = HybridRetriever(
+            engine.dense,
+            engine.lexical,
+            dense_weight=weight,
+            candidate_k=depth,
+            fusion=fusion,
+            rerank_weight=0,
+        )
+        results[f"fused-{fusion}-w{weight}"] = evaluate(
+            lambda q, v, h=hybrid: h.retrieve_with_vector(q, v, "squad", depth)
+        )
     default = engine.retriever
-    results["default"] = f"fused-{default.fuse.__name__}-w{default.dense_weight}"
+    results["default"] = (
+        f"{default.fuse.__name__} w={default.dense_weight} + sentence re-scoring "
+        f"x{default.rerank_weight} over the top {default.rerank_depth}"
+    )
     results["fused_default"] = evaluate(
         lambda q, v: default.retrieve_with_vector(q, v, "squad", depth)
     )

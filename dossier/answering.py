@@ -9,9 +9,12 @@ question's content words well enough.
 from __future__ import annotations
 
 import itertools
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
 from dossier.text import coverage, sentence_spans, terms
@@ -21,10 +24,13 @@ REFUSAL_TEXT = "The corpus does not say. None of the retrieved passages answers 
 
 @dataclass(frozen=True)
 class AnswerContext:
-    """What an answerer may use beyond the passages: corpus statistics of the collection."""
+    """What an answerer may use beyond the passages: corpus statistics, and the embedder."""
 
     collection: str
     idf: Callable[[str], float]
+    # Unit vectors for texts, and the question's own, when an embedder is at hand.
+    embed: Callable[[Sequence[str]], np.ndarray] | None = None
+    question_vector: np.ndarray | None = None
 
 
 class Answerer(ABC):
@@ -46,6 +52,47 @@ class _Candidate:
     coverage: float
     score: float
     terms: frozenset[str]
+
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+# What kind of thing a question asks for, and how a sentence shows it holds one.
+_ANSWER_TYPES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
+    (
+        re.compile(r"^\s*(?:when|what (?:date|day|year|month|time))\b|\bin what year\b", re.I),
+        re.compile(
+            rf"\b(?:{_MONTH}\b|(?:1[89]|20)\d\d\b|\d{{1,2}}(?:st|nd|rd|th)\b|"
+            r"(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|yesterday|last (?:week|year))",
+            re.I,
+        ),
+    ),
+    (
+        re.compile(
+            r"^\s*how (?:many|much|long|old|far|big|large)\b|\bwhat (?:number|percentage)\b", re.I
+        ),
+        re.compile(
+            r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|"
+            r"million|billion|dozen|week|month|year|hour|day)s?\b",
+            re.I,
+        ),
+    ),
+    (
+        re.compile(
+            r"^\s*(?:who|whom|whose|which (?:country|countries|group|company|firm|person))\b", re.I
+        ),
+        re.compile(r"(?<![.!?“\"]\s)(?<!^)\b[A-Z][a-z]+|\b[A-Z]{2,}\b"),
+    ),
+]
+
+
+def answer_type_match(question: str, sentence: str) -> bool | None:
+    """Whether the sentence holds the kind of thing the question asks for; None if untyped."""
+    for asks, holds in _ANSWER_TYPES:
+        if asks.search(question):
+            return bool(holds.search(sentence))
+    return None
 
 
 def refusal(
@@ -73,15 +120,23 @@ class ExtractiveAnswerer(Answerer):
         max_sentences: int = 3,
         min_coverage: float = 0.45,
         min_similarity: float = 0.25,
+        min_sentence_similarity: float = 0.6,
+        semantic_pool: int = 5,
         keep_ratio: float = 0.5,
     ) -> None:
         self.max_sentences = max_sentences
         self.min_coverage = min_coverage
         self.min_similarity = min_similarity
+        self.min_sentence_similarity = min_sentence_similarity
+        self.semantic_pool = semantic_pool
         self.keep_ratio = keep_ratio
 
     def _candidates(
-        self, qterms: list[str], passages: Sequence[ScoredPassage], idf: Callable[[str], float]
+        self,
+        qterms: list[str],
+        passages: Sequence[ScoredPassage],
+        idf: Callable[[str], float],
+        question: str = "",
     ) -> list[_Candidate]:
         seen: set[tuple[str, int]] = set()
         out: list[_Candidate] = []
@@ -101,7 +156,9 @@ class ExtractiveAnswerer(Answerer):
                 length_factor = min(1.0, len(text.split()) / 8)
                 # News is written lead-first: the opening sentences state the why and what.
                 lead = 0.05 if p.start + s < 600 else 0.0
-                score = cov * length_factor + 0.15 * (1 - rank / len(passages)) + lead
+                # A "when" question wants a sentence with a date in it, and so on.
+                typed = 0.2 if answer_type_match(question, text) else 0.0
+                score = cov * length_factor + 0.15 * (1 - rank / len(passages)) + lead + typed
                 out.append(
                     _Candidate(sp, rank, p.start + s, p.start + e, text, cov, score, sentence_terms)
                 )
@@ -122,7 +179,7 @@ class ExtractiveAnswerer(Answerer):
                 "the question has no content words",
                 passages,
             )
-        candidates = self._candidates(qterms, passages, context.idf)
+        candidates = self._candidates(qterms, passages, context.idf, question)
         pair = self._best_pair(qterms, candidates, context.idf)
         best_similarity = max((sp.dense_similarity or 0.0 for sp in passages), default=0.0)
         best_coverage = max([c.coverage for c in candidates] + [pair[0] if pair else 0.0])
@@ -137,17 +194,30 @@ class ExtractiveAnswerer(Answerer):
                 passages,
             )
         single = candidates[0].coverage if candidates else 0.0
-        if single < self.min_coverage and pair and pair[0] >= self.min_coverage + 0.1:
-            # Two adjacent sentences together answer what neither does alone
-            # ("… planned a conference." "… canceled the event citing …").
-            return self._compose(question, context, passages, list(pair[1]))
         if single < self.min_coverage:
-            got = max(single, pair[0] if pair else 0.0)
+            if pair and pair[0] >= self.min_coverage + 0.1:
+                # Two adjacent sentences together answer what neither does alone
+                # ("… planned a conference." "… canceled the event citing …").
+                return self._compose(question, context, passages, list(pair[1]))
+            # Words the corpus never uses ("react", "leave") make coverage low even
+            # when a sentence answers in other words; meaning decides those cases.
+            # Only this uncertain path pays for embedding a few sentences.
+            semantic = self._most_similar(question, candidates, context)
+            if semantic is not None and semantic[1] >= self.min_sentence_similarity:
+                return self._compose(question, context, passages, [semantic[0]])
+            best_pair = f", adjacent pair {pair[0]:.2f}" if pair else ""
+            best_sim = (
+                f"; closest sentence similarity {semantic[1]:.2f} "
+                f"(< {self.min_sentence_similarity:.2f})"
+                if semantic
+                else ""
+            )
             return refusal(
                 question,
                 context.collection,
                 self.name,
-                f"best sentence covers {got:.2f} of the question (< {self.min_coverage:.2f})",
+                f"best sentence covers {single:.2f} of the question{best_pair} "
+                f"(< {self.min_coverage:.2f}){best_sim}",
                 passages,
             )
         chosen = [candidates[0]]
@@ -157,6 +227,18 @@ class ExtractiveAnswerer(Answerer):
             if c.score >= self.keep_ratio * chosen[0].score and c.coverage >= self.min_coverage:
                 chosen.append(c)
         return self._compose(question, context, passages, chosen)
+
+    def _most_similar(
+        self, question: str, candidates: list[_Candidate], context: AnswerContext
+    ) -> tuple[_Candidate, float] | None:
+        if context.embed is None or context.question_vector is None or not candidates:
+            return None
+        pool = candidates[: self.semantic_pool]
+        sims = context.embed([c.text for c in pool]) @ context.question_vector
+        # Among sentences that are close enough, prefer one of the asked-for kind.
+        typed = [0.05 if answer_type_match(question, c.text) else 0.0 for c in pool]
+        best = max(range(len(pool)), key=lambda i: sims[i] + typed[i])
+        return pool[best], float(sims[best])
 
     def _best_pair(
         self, qterms: list[str], candidates: list[_Candidate], idf: Callable[[str], float]

@@ -8,15 +8,16 @@ is built on first use, never at import or construction.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.answering import AnswerContext, Answerer, ExtractiveAnswerer
-from dossier.embeddings import build_embedder, embedder_id
+from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import ConfigurationError, InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
 from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
@@ -32,6 +33,7 @@ def _extractive(settings: Settings) -> Answerer:
         max_sentences=settings.max_answer_sentences,
         min_coverage=settings.refusal_min_coverage,
         min_similarity=settings.refusal_min_similarity,
+        min_sentence_similarity=settings.refusal_min_sentence_similarity,
     )
 
 
@@ -190,9 +192,16 @@ class Dossier:
         q = self._check_question(question)
         k = self._check_k(top_k)
         name = self.collection(collection)
-        passages = self.retriever.retrieve(q, name, k)
-        context = AnswerContext(collection=name, idf=self.lexical.index(name).idf)
-        return Retrieved(q, passages, context, t0, time.perf_counter())
+        vector = self.dense.embed_query(q)
+        passages = self.retriever.retrieve_with_vector(q, vector, name, k)
+        retrieved = time.perf_counter()
+        context = AnswerContext(
+            collection=name,
+            idf=self.lexical.index(name).idf,
+            embed=self._embed_texts,
+            question_vector=vector,
+        )
+        return Retrieved(q, passages, context, t0, retrieved)
 
     def ask(
         self,
@@ -220,6 +229,9 @@ class Dossier:
             return
         for event in stream(r.question, r.passages, r.context):
             yield r.timed(event) if isinstance(event, Answer) else event
+
+    def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return embed_array(self.embedder, texts)
 
     def collections(self) -> list[CollectionInfo]:
         return self.store.list_collections()

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45
+    refusal_min_sentence_similarity: float = 0.6
 
     # Support scoring (evals, answer verification): "auto" uses the LLM judge when an
     # endpoint is configured below, else the offline scorer.

@@ -30,7 +30,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from dossier.embeddings import build_embedder, embed_array
 from dossier.errors import ConfigurationError
 from dossier.settings import Settings
-from dossier.text import sentence_spans, stopwords, terms, words
+from dossier.text import sentence_spans, stopwords, term_matches, terms, words
 
 log = logging.getLogger(__name__)
 
@@ -249,14 +249,6 @@ def negations(text: str) -> int:
     return sum(1 for w in words(text) if w in _NEGATIONS or w.endswith("n't"))
 
 
-def _term_in(term: str, passage_terms: set[str]) -> bool:
-    if term in passage_terms:
-        return True
-    if len(term) < 4:
-        return False
-    return any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in passage_terms)
-
-
 _CLAUSE = re.compile(r"[,;:“”\"()]|\bbut\b|\bwhile\b|\bwhereas\b")
 
 
@@ -269,7 +261,7 @@ def aligned_clause(sentence: str, passage: str) -> str:
         cterms = set(terms(clause))
         if not cterms:
             continue
-        shared = sum(1 for t in sterms if _term_in(t, cterms))
+        shared = sum(1 for t in sterms if term_matches(t, cterms))
         key = (shared, -len(cterms))  # ties go to the tighter clause
         if key > best_key:
             best, best_key = clause, key
@@ -292,7 +284,7 @@ def lexical_coverage(sentence: str, passage: str) -> float:
     if not sterms:
         return 1.0
     pterms = set(terms(_without_numbers(passage)))
-    return sum(1 for t in sterms if _term_in(t, pterms)) / len(sterms)
+    return sum(1 for t in sterms if term_matches(t, pterms)) / len(sterms)
 
 
 # -- the offline scorer ---------------------------------------------------------

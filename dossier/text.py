@@ -116,11 +116,11 @@ def indexed_text(title: str, text: str) -> str:
     return f"{title}\n{text}"
 
 
-def _matches(term: str, text_terms: Set[str]) -> bool:
+def term_matches(term: str, text_terms: Set[str]) -> bool:
     if term in text_terms:
         return True
     # Stemmers keep demonyms and derivations apart (iran/iranian, albania/albanian);
-    # a shared stem of five or more letters is the same word for this purpose.
+    # a shared stem of four or more letters is the same word for this purpose.
     if len(term) < 4:
         return False
     return any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in text_terms)
@@ -134,4 +134,4 @@ def coverage(
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    return sum(w for t, w in weights.items() if _matches(t, text_terms)) / total
+    return sum(w for t, w in weights.items() if term_matches(t, text_terms)) / total
