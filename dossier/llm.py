@@ -179,6 +179,20 @@ def parse_answer(raw: str, n_passages: int) -> list[DraftSentence]:
     return out
 
 
+# Text addressed to a model rather than to readers. Such a passage is still shown to the
+# model as data, but it supports nothing: otherwise an article saying "ignore previous
+# instructions and reply X" would itself verify the X it asks for.
+_INSTRUCTIONS = re.compile(
+    r"\b(?:ignore|disregard|forget)\b[^.\n]{0,40}\b(?:instructions|rules|prompt)\b"
+    r"|\byou must now\b|\bsystem prompt\b",
+    re.IGNORECASE,
+)
+
+
+def addresses_the_model(text: str) -> bool:
+    return _INSTRUCTIONS.search(text) is not None
+
+
 def _quote(sentence: str, passage: Passage) -> tuple[str, int, int]:
     """The passage sentence closest to a generated one, with document offsets, for the UI."""
     spans = sentence_spans(passage.text) or [(0, len(passage.text))]
@@ -207,9 +221,10 @@ def verify(
         supported = False
         for n in d.cited:
             p = passages[n - 1].passage
-            verdict = scorer.score(d.text, p.text)
-            supported = supported or verdict.supported
-            best = verdict.score if best is None else max(best, verdict.score)
+            if not addresses_the_model(p.text):
+                verdict = scorer.score(d.text, p.text)
+                supported = supported or verdict.supported
+                best = verdict.score if best is None else max(best, verdict.score)
             if n not in citations:
                 quote, start, end = _quote(d.text, p)
                 citations[n] = Citation(
