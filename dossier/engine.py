@@ -8,8 +8,10 @@ is built on first use, never at import or construction.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -22,6 +24,9 @@ from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
 from dossier.settings import Settings
 from dossier.store import PassageStore, StoredDocument, build_store
 
+if TYPE_CHECKING:
+    from dossier.llm import StreamEvent
+
 
 def _extractive(settings: Settings) -> Answerer:
     return ExtractiveAnswerer(
@@ -32,7 +37,24 @@ def _extractive(settings: Settings) -> Answerer:
     )
 
 
-ANSWERERS: dict[str, Callable[[Settings], Answerer]] = {"extractive": _extractive}
+def _llm(settings: Settings) -> Answerer:
+    missing = [
+        f"DOSSIER_{name.upper()}"
+        for name in ("llm_base_url", "llm_model")
+        if not getattr(settings, name)
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"DOSSIER_ANSWERER=llm needs {' and '.join(missing)}: the base URL of an "
+            "OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1) and the model it "
+            "serves; set DOSSIER_LLM_API_KEY too if the endpoint wants a key."
+        )
+    from dossier.llm import LLMAnswerer  # the openai client is only imported when used
+
+    return LLMAnswerer(settings, fallback=_extractive(settings))
+
+
+ANSWERERS: dict[str, Callable[[Settings], Answerer]] = {"extractive": _extractive, "llm": _llm}
 
 
 def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
@@ -43,6 +65,24 @@ def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
         raise ConfigurationError(
             f"Unknown answerer {name!r}; choose one of {', '.join(sorted(ANSWERERS))}."
         ) from None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    question: str
+    passages: list[ScoredPassage]
+    context: AnswerContext
+    started: float  # perf_counter() at the request's start
+    retrieved: float
+
+    def timed(self, result: Answer) -> Answer:
+        done = time.perf_counter()
+        result.timings = {
+            "retrieve_ms": round((self.retrieved - self.started) * 1000, 2),
+            "answer_ms": round((done - self.retrieved) * 1000, 2),
+            "total_ms": round((done - self.started) * 1000, 2),
+        }
+        return result
 
 
 class Dossier:
@@ -144,6 +184,25 @@ class Dossier:
         k = self._check_k(k)
         return self.retriever.retrieve(q, self.collection(collection), k)
 
+    def retrieve(
+        self, question: str, collection: str | None = None, top_k: int | None = None
+    ) -> Retrieved:
+        """Validate and retrieve: the part of ``ask`` that comes before any answering."""
+        t0 = time.perf_counter()
+        q = self._check_question(question)
+        k = self._check_k(top_k)
+        name = self.collection(collection)
+        vector = self.dense.embed_query(q)
+        passages = self.retriever.retrieve_with_vector(q, vector, name, k)
+        retrieved = time.perf_counter()
+        context = AnswerContext(
+            collection=name,
+            idf=self.lexical.index(name).idf,
+            embed=self._embed_texts,
+            question_vector=vector,
+        )
+        return Retrieved(q, passages, context, t0, retrieved)
+
     def ask(
         self,
         question: str,
@@ -151,27 +210,25 @@ class Dossier:
         top_k: int | None = None,
         answerer: Answerer | None = None,
     ) -> Answer:
-        t0 = time.perf_counter()
-        q = self._check_question(question)
-        k = self._check_k(top_k)
-        name = self.collection(collection)
-        vector = self.dense.embed_query(q)
-        passages = self.retriever.retrieve_with_vector(q, vector, name, k)
-        t1 = time.perf_counter()
-        context = AnswerContext(
-            collection=name,
-            idf=self.lexical.index(name).idf,
-            embed=self._embed_texts,
-            question_vector=vector,
-        )
-        result = (answerer or self.answerer).answer(q, passages, context)
-        t2 = time.perf_counter()
-        result.timings = {
-            "retrieve_ms": round((t1 - t0) * 1000, 2),
-            "answer_ms": round((t2 - t1) * 1000, 2),
-            "total_ms": round((t2 - t0) * 1000, 2),
-        }
-        return result
+        r = self.retrieve(question, collection, top_k)
+        result = (answerer or self.answerer).answer(r.question, r.passages, r.context)
+        return r.timed(result)
+
+    def answer_stream(
+        self, retrieved: Retrieved, answerer: Answerer | None = None
+    ) -> Generator[StreamEvent, None, None]:
+        """Text deltas, then the final Answer; answerers that cannot stream give one Answer.
+
+        The caller may stop reading at any time; closing the iterator stops generation.
+        """
+        chosen = answerer or self.answerer
+        r = retrieved
+        stream = getattr(chosen, "stream", None)
+        if stream is None:
+            yield r.timed(chosen.answer(r.question, r.passages, r.context))
+            return
+        for event in stream(r.question, r.passages, r.context):
+            yield r.timed(event) if isinstance(event, Answer) else event
 
     def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return embed_array(self.embedder, texts)

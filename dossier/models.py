@@ -74,6 +74,8 @@ class AnswerSentence:
     text: str
     citations: tuple[int, ...]
     supported: bool | None = None
+    # The support scorer's score against the best cited passage, when it was verified.
+    support: float | None = None
 
 
 @dataclass
@@ -88,6 +90,9 @@ class Answer:
     passages: list[ScoredPassage] = field(default_factory=list)
     refusal_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # True when the configured answerer failed and this is the fallback's answer.
+    degraded: bool = False
+    degraded_reason: str | None = None
 
 
 @dataclass(frozen=True)

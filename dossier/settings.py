@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None
+    # The LLM answerer (DOSSIER_ANSWERER=llm) against that endpoint.
+    llm_timeout_s: float = Field(default=30.0, gt=0, description="Per request, connect included.")
+    llm_max_tokens: int = Field(default=256, ge=16, le=8192)
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    llm_retries: int = Field(default=2, ge=0, le=10, description="Retries after the first try.")
+    llm_backoff_s: float = Field(default=0.5, ge=0.0, description="First retry delay; doubles.")
+    # What verification does with a generated sentence its citations do not support:
+    # annotate keeps it marked unsupported, strip drops it, strict refuses the answer.
+    llm_verification: Literal["annotate", "strip", "strict"] = "annotate"
+    # Verification runs on every answer, so it defaults to the fast offline scorer; "auto"
+    # or "llm-judge" would add model calls per sentence to each request.
+    llm_verify_scorer: str = "offline"
 
     # HTTP service.
     host: str = "127.0.0.1"

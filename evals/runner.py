@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 import tomllib
@@ -240,6 +241,17 @@ class Evaluator:
                     )
             covered += sentence_ok
         scores: dict[str, float] = {}
+        # Citations delivered that point at no retrieved passage (e.g. an LLM's [7] of 5).
+        retrieved = {sp.passage.passage_id for sp in answer.passages}
+        scores["dangling_citations"] = float(
+            sum(1 for c in answer.citations if c.passage_id not in retrieved)
+            + len({int(n) for n in re.findall(r"\[(\d+)\]", answer.text)} - set(by_number))
+        )
+        if answer.sentences and any(s.supported is not None for s in answer.sentences):
+            # Shown by answerers that verify their sentences (the LLM's annotate policy).
+            scores["unsupported_sentences"] = sum(
+                s.supported is False for s in answer.sentences
+            ) / len(answer.sentences)
         if answer.sentences:
             scores["citation_precision"] = (
                 sum(c.supported for c in checks) / len(checks) if checks else 0.0
@@ -289,6 +301,7 @@ class Evaluator:
             scores["f1"] = m.token_f1(text, golds)
             if q.answerable:
                 scores["f1_answerable"] = scores["f1"]
+        scores["degraded"] = float(answer.degraded)
         checks: list[CitationCheck] = []
         if not answer.refused:
             checks, cite_scores, cite_failures = self._citations(answer)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from dossier import __version__
 from dossier.engine import Dossier
@@ -26,6 +27,7 @@ from service.schemas import (
     PassagePublic,
     SearchPublic,
 )
+from service.streaming import STREAM_DOC, sse_events
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +81,22 @@ def answer_public(a: Answer) -> AnswerPublic:
 v1 = APIRouter(prefix="/v1", responses=ERRORS)  # type: ignore[arg-type]
 
 
-@v1.post("/ask", summary="Answer a question with cited passages, or refuse")
-def ask(body: AskRequest, dossier: DossierDep) -> AnswerPublic:
-    return answer_public(dossier.ask(body.question, body.collection, body.top_k))
+@v1.post(
+    "/ask",
+    summary="Answer a question with cited passages, or refuse",
+    response_model=AnswerPublic,
+    responses={200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC}},
+)
+def ask(body: AskRequest, dossier: DossierDep, request: Request) -> AnswerPublic | Response:
+    if not body.stream:
+        return answer_public(dossier.ask(body.question, body.collection, body.top_k))
+    # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
+    retrieved = dossier.retrieve(body.question, body.collection, body.top_k)
+    return StreamingResponse(
+        sse_events(dossier, retrieved, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @v1.get("/search", summary="Ranked passages for a query (hybrid dense + BM25)")

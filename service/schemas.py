@@ -22,6 +22,10 @@ class AskRequest(BaseModel):
     question: str = Field(description="The question, in plain language.")
     collection: str | None = Field(default=None, description="Defaults to the configured one.")
     top_k: int | None = Field(default=None, description="Passages to retrieve (1..max_top_k).")
+    stream: bool = Field(
+        default=False,
+        description="Answer with server-sent events: passages, text deltas, citations, done.",
+    )
 
 
 class CitationPublic(_Public):
@@ -42,6 +46,7 @@ class AnswerSentencePublic(_Public):
     text: str
     citations: list[int]
     supported: bool | None
+    support: float | None = Field(default=None, description="Support score, when verified.")
 
 
 class PassagePublic(BaseModel):
@@ -70,6 +75,10 @@ class AnswerPublic(_Public):
     citations: list[CitationPublic]
     passages: list[PassagePublic] = Field(description="What was retrieved, best first.")
     timings: dict[str, float]
+    degraded: bool = Field(
+        default=False, description="The configured answerer failed; this is the fallback answer."
+    )
+    degraded_reason: str | None = None
 
 
 class SearchPublic(BaseModel):

@@ -1,0 +1,92 @@
+"""``POST /v1/ask`` with ``"stream": true``: the answer as server-sent events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Generator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import Request
+
+from dossier.engine import Dossier, Retrieved, build_answerer
+from dossier.models import Answer
+
+if TYPE_CHECKING:
+    from dossier.llm import StreamEvent
+
+log = logging.getLogger(__name__)
+
+STREAM_DOC = (
+    'With "stream": true, server-sent events in this order: `passages` '
+    "({collection, passages}) as soon as retrieval is done; `delta` ({text}) while the "
+    "answer is written (markers to unknown passages already removed); `citations` (the "
+    "verified answer: answer, sentences with supported/support, citations, refused, "
+    "degraded, degraded_reason; its `answer` replaces the streamed text); `done` ({timings})."
+)
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _next(events: Generator[StreamEvent, None, None]) -> StreamEvent | None:
+    return next(events, None)
+
+
+async def sse_events(
+    dossier: Dossier, retrieved: Retrieved, request: Request
+) -> AsyncIterator[str]:
+    from service.app import answer_public, passage_public  # app imports this module
+
+    yield sse(
+        "passages",
+        {
+            "collection": retrieved.context.collection,
+            "passages": [passage_public(sp).model_dump() for sp in retrieved.passages],
+        },
+    )
+    events = dossier.answer_stream(retrieved)
+    final: Answer | None = None
+    streamed = False
+    try:
+        while final is None:
+            # The model client blocks, so each step runs in a worker thread; between
+            # steps a disconnected client ends the loop, and `finally` stops generation.
+            event = await anyio.to_thread.run_sync(_next, events)
+            if await request.is_disconnected():
+                log.info("client disconnected; generation stopped")
+                return
+            if event is None:
+                break
+            if isinstance(event, Answer):
+                final = event
+            else:
+                streamed = True
+                yield sse("delta", {"text": event.text})
+    except Exception as exc:  # the caller gets the extractive answer, never a 500
+        log.exception("streaming answer failed")
+        fallback = build_answerer(dossier.settings, "extractive")
+        r = retrieved
+        final = r.timed(
+            replace(
+                fallback.answer(r.question, r.passages, r.context),
+                degraded=True,
+                degraded_reason=f"the answer stream failed ({type(exc).__name__})",
+            )
+        )
+    finally:
+        # Shielded: on a disconnect Starlette cancels this generator, and an unshielded
+        # await here would be cancelled too, leaving the model generating for nobody.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(events.close)
+    if final is None:  # pragma: no cover - answer_stream always ends with an Answer
+        return
+    if not streamed and not final.refused:
+        # Answerers that cannot stream (extractive) still keep the event contract.
+        yield sse("delta", {"text": final.text})
+    body = answer_public(final).model_dump(exclude={"passages", "timings"})
+    yield sse("citations", body)
+    yield sse("done", {"timings": final.timings})
