@@ -201,6 +201,38 @@ def _quote(sentence: str, passage: Passage) -> tuple[str, int, int]:
     return passage.text[s:e], passage.start + s, passage.start + e
 
 
+def attribute(
+    drafts: Sequence[DraftSentence], passages: Sequence[ScoredPassage], scorer: SupportScorer
+) -> tuple[list[DraftSentence], int]:
+    """Give each sentence that cites nothing the passage that supports it best, if one does.
+
+    Small models often write a fine answer and forget the markers. Rather than
+    throw it away, each uncited sentence is checked against every passage; it
+    gets a citation only when the support scorer accepts one, so an attributed
+    citation is held to the same test as a cited one. Returns the drafts and how
+    many sentences were attributed.
+    """
+    out: list[DraftSentence] = []
+    attributed = 0
+    for d in drafts:
+        if d.cited:
+            out.append(d)
+            continue
+        best: tuple[float, int] | None = None
+        for n, sp in enumerate(passages, start=1):
+            if addresses_the_model(sp.passage.text):
+                continue
+            verdict = scorer.score(d.text, sp.passage.text)
+            if verdict.supported and (best is None or verdict.score > best[0]):
+                best = (verdict.score, n)
+        if best is None:
+            out.append(d)
+        else:
+            attributed += 1
+            out.append(replace(d, cited=(best[1],)))
+    return out, attributed
+
+
 @dataclass(frozen=True)
 class Verified:
     sentences: list[AnswerSentence]
@@ -438,6 +470,10 @@ class LLMAnswerer(Answerer):
                 passages,
             )
         drafts = parse_answer(text, len(passages))
+        if self.settings.llm_attribute_uncited and any(not d.cited for d in drafts):
+            drafts, attributed = attribute(drafts, passages, self.scorer)
+            if attributed:
+                log.info("attributed %d uncited sentence(s) to supporting passages", attributed)
         if not drafts or not any(d.cited for d in drafts):
             # No sentence names an existing passage: nothing could be verified. At
             # temperature 0 a retry would write the same, so no retry.

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # Verification runs on every answer, so it defaults to the fast offline scorer; "auto"
     # or "llm-judge" would add model calls per sentence to each request.
     llm_verify_scorer: str = "offline"
+    llm_attribute_uncited: bool = Field(
+        default=True,
+        description="Cite a passage for a generated sentence without [n] when it supports it.",
+    )
 
     # HTTP service.
     host: str = "127.0.0.1"

@@ -222,6 +222,32 @@ def test_empty_or_unusable_output_falls_back(
     _assert_degraded(ask(make_llm()), reason)
 
 
+LEAD = (
+    "Prime Minister Edi Rama’s administration ordered all Iranian diplomats and staff from "
+    "the capital Tirana within 24 hours, citing the July 15 attack on Albania’s digital "
+    "infrastructure."
+)
+
+
+def test_uncited_but_supported_sentence_is_attributed(make_llm: Any, script: FakeState) -> None:
+    # What small models do: a right answer with no [n]. It is checked against every
+    # passage and cited only where the support scorer accepts it.
+    script.script[:] = [Step(text=f"{LEAD} {UNSUPPORTED}.")]
+    answer = ask(make_llm())
+    assert not answer.degraded and answer.answerer == "llm", answer.degraded_reason
+    first, second = answer.sentences
+    assert first.supported and len(first.citations) == 1
+    cited = next(c for c in answer.citations if c.number == first.citations[0])
+    assert "within 24 hours" in cited.passage_text
+    assert second.citations == () and second.supported is False
+    assert all(c.number in first.citations for c in answer.citations)
+
+
+def test_attribution_can_be_turned_off(make_llm: Any, script: FakeState) -> None:
+    script.script[:] = [Step(text=LEAD)]
+    _assert_degraded(ask(make_llm(llm_attribute_uncited=False)), "cited no retrieved passage")
+
+
 def test_timeout_falls_back(make_llm: Any, script: FakeState) -> None:
     script.script[:] = [Step(text=SCRIPTED, token_delay_s=0.3)]
     started = time.monotonic()
