@@ -271,21 +271,7 @@ class ExtractiveAnswerer(Answerer):
         for c in chosen:
             p = c.passage.passage
             number = len(citations) + 1
-            citations.append(
-                Citation(
-                    number=number,
-                    doc_id=p.doc_id,
-                    passage_id=p.passage_id,
-                    title=p.title,
-                    passage_text=p.text,
-                    quote=c.text,
-                    start=c.start,
-                    end=c.end,
-                    publisher=p.publisher,
-                    url=p.url,
-                    published=p.published,
-                )
-            )
+            citations.append(Citation.of(number, p, c.start, c.end))
             sentences.append(AnswerSentence(text=c.text, citations=(number,), supported=True))
         text = " ".join(f"{s.text} [{s.citations[0]}]" for s in sentences)
         return Answer(

@@ -193,12 +193,12 @@ def addresses_the_model(text: str) -> bool:
     return _INSTRUCTIONS.search(text) is not None
 
 
-def _quote(sentence: str, passage: Passage) -> tuple[str, int, int]:
-    """The passage sentence closest to a generated one, with document offsets, for the UI."""
+def _quote_span(sentence: str, passage: Passage) -> tuple[int, int]:
+    """Document offsets of the passage sentence closest to a generated one, for the UI."""
     spans = sentence_spans(passage.text) or [(0, len(passage.text))]
     wanted = set(terms(sentence))
     s, e = max(spans, key=lambda se: len(wanted & set(terms(passage.text[se[0] : se[1]]))))
-    return passage.text[s:e], passage.start + s, passage.start + e
+    return passage.start + s, passage.start + e
 
 
 def attribute(
@@ -258,20 +258,7 @@ def verify(
                 supported = supported or verdict.supported
                 best = verdict.score if best is None else max(best, verdict.score)
             if n not in citations:
-                quote, start, end = _quote(d.text, p)
-                citations[n] = Citation(
-                    number=n,
-                    doc_id=p.doc_id,
-                    passage_id=p.passage_id,
-                    title=p.title,
-                    passage_text=p.text,
-                    quote=quote,
-                    start=start,
-                    end=end,
-                    publisher=p.publisher,
-                    url=p.url,
-                    published=p.published,
-                )
+                citations[n] = Citation.of(n, p, *_quote_span(d.text, p))
         unsupported += not supported
         sentences.append(AnswerSentence(d.text, d.cited, supported=supported, support=best))
     return Verified(

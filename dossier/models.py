@@ -68,6 +68,23 @@ class Citation:
     url: str | None = None
     published: str | None = None
 
+    @classmethod
+    def of(cls, number: int, passage: Passage, start: int, end: int) -> Citation:
+        """Cite the span ``start:end`` (document offsets) inside ``passage``."""
+        return cls(
+            number=number,
+            doc_id=passage.doc_id,
+            passage_id=passage.passage_id,
+            title=passage.title,
+            passage_text=passage.text,
+            quote=passage.text[start - passage.start : end - passage.start],
+            start=start,
+            end=end,
+            publisher=passage.publisher,
+            url=passage.url,
+            published=passage.published,
+        )
+
 
 @dataclass(frozen=True)
 class AnswerSentence:
