@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,22 @@ BBC = SHARED / "benchmarks" / "news-bbc" / "bbc"
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, data_dir=tmp / "index", corpus_dir=CORPUS, **overrides)  # type: ignore[call-arg]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[Any], timeout: float = 60) -> bool:
+    """Poll ``url`` until it answers 2xx; False once ``proc`` has exited or time is up."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return True
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

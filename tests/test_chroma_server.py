@@ -6,17 +6,15 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dossier.engine import Dossier
 from dossier.errors import BackendUnavailable, CollectionNotFound
 from ingest.pipeline import Ingestor
-from tests.conftest import CORPUS, SEED_COLLECTION, make_settings
+from tests.conftest import CORPUS, SEED_COLLECTION, make_settings, wait_for_http
 
 CHROMA = Path(sys.executable).parent / "chroma"
 pytestmark = [
@@ -42,16 +40,8 @@ def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("chroma run did not start")
-            time.sleep(0.2)
+        if not wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc):
+            raise RuntimeError("chroma run did not start")
         yield port
     finally:
         proc.terminate()

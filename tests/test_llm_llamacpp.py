@@ -29,7 +29,7 @@ from dossier.models import Answer
 from dossier.support import OfflineSupportScorer
 from ingest.pipeline import Ingestor
 from service.app import create_app
-from tests.conftest import CORPUS, SEED_COLLECTION, LiveServer, make_settings
+from tests.conftest import CORPUS, SEED_COLLECTION, LiveServer, make_settings, wait_for_http
 from tests.test_llm_answerer import QUESTION, llm_settings, read_events
 
 pytestmark = pytest.mark.slow
@@ -95,17 +95,9 @@ class LlamaServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"llama.cpp server did not start; see {log_path}")
-            time.sleep(0.1)
+        if not wait_for_http(f"{self.url}/models", self.proc):
+            self.stop()
+            pytest.fail(f"llama.cpp server did not start; see {log_path}")
 
     @property
     def url(self) -> str:

@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.conftest import wait_for_http
 from tests.ui.conftest import APP_FILE, ROOT, free_port
 from ui.client import DossierClient
 
@@ -68,16 +68,8 @@ def ui_url(live_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.2)
+            if not wait_for_http(f"{url}/_stcore/health", proc):
+                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
             yield url
         finally:
             proc.terminate()
