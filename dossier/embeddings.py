@@ -17,6 +17,7 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,8 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     base_url: str | None = None
     api_key: str = "not-needed"
     timeout: float = 30.0
+    retries: int = 2
+    backoff_s: float = 0.5
     _client: Any = PrivateAttr(default=None)
 
     @classmethod
@@ -212,16 +215,17 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
             self._client = None
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
-        if self._client is None:
-            import openai
+        # The shared client: the same timeout, retries and failure reasons as the answerer.
+        from dossier.chat import RetryPolicy, openai_client
 
-            self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=self.api_key, timeout=self.timeout
-            )
+        if self._client is None:
+            self._client = openai_client(self.base_url, self.api_key, self.timeout)
+        policy = RetryPolicy(self.retries, self.backoff_s)
         out: list[list[float]] = []
         for start in range(0, len(texts), self.embed_batch_size):
-            response = self._client.embeddings.create(
-                model=self.model_name, input=texts[start : start + self.embed_batch_size]
+            batch = texts[start : start + self.embed_batch_size]
+            response = policy.call(
+                partial(self._client.embeddings.create, model=self.model_name, input=batch)
             )
             out.extend(list(d.embedding) for d in sorted(response.data, key=lambda d: d.index))
         return out
@@ -309,6 +313,9 @@ def _openai(settings: Settings) -> BaseEmbedding:
         base_url=settings.embed_base_url or settings.llm_base_url,
         api_key=key,
         embed_batch_size=settings.embed_batch_size,
+        timeout=settings.llm_timeout_s,
+        retries=settings.llm_retries,
+        backoff_s=settings.llm_backoff_s,
     )
 
 

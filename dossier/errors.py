@@ -12,6 +12,7 @@
     ├── ConfigurationError      settings or an install step are wrong (500, with how to fix)
     │   └── ModelNotInstalled
     └── BackendUnavailable      a store or model endpoint cannot be reached (503)
+        └── LLMFailure          (dossier.chat) an OpenAI-compatible call failed after retries
 """
 
 from __future__ import annotations

@@ -13,20 +13,22 @@ extractive answerer, flagged ``degraded`` with the reason.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-import httpx
-import openai
-
-from dossier.answering import AnswerContext, Answerer, refusal
-from dossier.models import Answer, AnswerSentence, Citation, Passage, ScoredPassage
+from dossier.answering import AnswerContext, Answerer, ExtractiveAnswerer, refusal
+from dossier.chat import LLMFailure, OpenAIChat
+from dossier.models import Answer, ScoredPassage
 from dossier.settings import Settings
 from dossier.support import SupportScorer, build_support_scorer
-from dossier.text import sentence_spans, terms
+from dossier.verification import (
+    answer_text,
+    attribute,
+    marker_numbers,
+    parse_answer,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,6 @@ Rules:
 - End every sentence with the number of the passage that supports it, like this: [1].
 - If the passages do not answer the question, reply with exactly: {NOT_COVERED}"""
 
-# "[2]", "[1, 3]", "[Passage 2]": what small models write for a citation.
-_MARKER = re.compile(r"\[\s*(?:passage\s*)?(\d{1,3}(?:\s*,\s*\d{1,3})*)\s*\]", re.IGNORECASE)
-_ONLY_MARKERS = re.compile(r"^(?:\s*" + _MARKER.pattern + r")+\s*[.!?]?\s*$", re.IGNORECASE)
-_LEADING_MARKERS = re.compile(r"^((?:\s*" + _MARKER.pattern + r")+)\s*", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class TextDelta:
@@ -53,10 +50,6 @@ class TextDelta:
 
 
 StreamEvent = TextDelta | Answer
-
-
-class LLMFailure(Exception):
-    """The endpoint gave no usable answer; ``str()`` is the reason shown as ``degraded_reason``."""
 
 
 # -- prompting ------------------------------------------------------------------
@@ -93,11 +86,6 @@ def build_messages(
 
 
 # -- parsing and verification --------------------------------------------------
-
-
-def marker_numbers(marker: str) -> list[int]:
-    m = _MARKER.fullmatch(marker.strip())
-    return [int(x) for x in m.group(1).split(",")] if m else []
 
 
 class MarkerFilter:
@@ -142,168 +130,7 @@ class MarkerFilter:
         return held
 
 
-@dataclass(frozen=True)
-class DraftSentence:
-    text: str  # without markers
-    cited: tuple[int, ...]  # passage numbers that exist, in order
-    dangling: tuple[int, ...]  # marker numbers that point at no passage
-
-
-def parse_answer(raw: str, n_passages: int) -> list[DraftSentence]:
-    """Sentences of a generated answer with the passage numbers their markers cite.
-
-    Markers belong to the sentence they follow: a marker split off after the full
-    stop ("… ties. [1]") or carried to the start of the next sentence is moved back.
-    """
-    pieces: list[tuple[str, list[int]]] = []
-    for s, e in sentence_spans(raw):
-        chunk = raw[s:e]
-        lead = _LEADING_MARKERS.match(chunk)
-        if pieces and (lead or _ONLY_MARKERS.match(chunk)):
-            head = chunk if _ONLY_MARKERS.match(chunk) else lead.group(1) if lead else ""
-            pieces[-1][1].extend(n for m in _MARKER.finditer(head) for n in marker_numbers(m[0]))
-            chunk = chunk[len(head) :]
-        if not chunk.strip() or _ONLY_MARKERS.match(chunk):
-            continue
-        nums = [n for m in _MARKER.finditer(chunk) for n in marker_numbers(m[0])]
-        pieces.append((chunk, nums))
-    out = []
-    for chunk, nums in pieces:
-        text = " ".join(_MARKER.sub(" ", chunk).split())
-        text = re.sub(r"\s+([.,;:!?])", r"\1", text)
-        if not any(ch.isalnum() for ch in text):
-            continue
-        cited = tuple(dict.fromkeys(n for n in nums if 1 <= n <= n_passages))
-        dangling = tuple(dict.fromkeys(n for n in nums if not 1 <= n <= n_passages))
-        out.append(DraftSentence(text, cited, dangling))
-    return out
-
-
-# Text addressed to a model rather than to readers. Such a passage is still shown to the
-# model as data, but it supports nothing: otherwise an article saying "ignore previous
-# instructions and reply X" would itself verify the X it asks for.
-_INSTRUCTIONS = re.compile(
-    r"\b(?:ignore|disregard|forget)\b[^.\n]{0,40}\b(?:instructions|rules|prompt)\b"
-    r"|\byou must now\b|\bsystem prompt\b",
-    re.IGNORECASE,
-)
-
-
-def addresses_the_model(text: str) -> bool:
-    return _INSTRUCTIONS.search(text) is not None
-
-
-def _quote_span(sentence: str, passage: Passage) -> tuple[int, int]:
-    """Document offsets of the passage sentence closest to a generated one, for the UI."""
-    spans = sentence_spans(passage.text) or [(0, len(passage.text))]
-    wanted = set(terms(sentence))
-    s, e = max(spans, key=lambda se: len(wanted & set(terms(passage.text[se[0] : se[1]]))))
-    return passage.start + s, passage.start + e
-
-
-def attribute(
-    drafts: Sequence[DraftSentence], passages: Sequence[ScoredPassage], scorer: SupportScorer
-) -> tuple[list[DraftSentence], int]:
-    """Give each sentence that cites nothing the passage that supports it best, if one does.
-
-    Small models often write a fine answer and forget the markers. Rather than
-    throw it away, each uncited sentence is checked against every passage; it
-    gets a citation only when the support scorer accepts one, so an attributed
-    citation is held to the same test as a cited one. Returns the drafts and how
-    many sentences were attributed.
-    """
-    out: list[DraftSentence] = []
-    attributed = 0
-    for d in drafts:
-        if d.cited:
-            out.append(d)
-            continue
-        best: tuple[float, int] | None = None
-        for n, sp in enumerate(passages, start=1):
-            if addresses_the_model(sp.passage.text):
-                continue
-            verdict = scorer.score(d.text, sp.passage.text)
-            if verdict.supported and (best is None or verdict.score > best[0]):
-                best = (verdict.score, n)
-        if best is None:
-            out.append(d)
-        else:
-            attributed += 1
-            out.append(replace(d, cited=(best[1],)))
-    return out, attributed
-
-
-@dataclass(frozen=True)
-class Verified:
-    sentences: list[AnswerSentence]
-    citations: list[Citation]
-    unsupported: int
-    dangling: int
-
-
-def verify(
-    drafts: Sequence[DraftSentence], passages: Sequence[ScoredPassage], scorer: SupportScorer
-) -> Verified:
-    """Score every sentence against each passage it cites; citations only for real passages."""
-    sentences: list[AnswerSentence] = []
-    citations: dict[int, Citation] = {}
-    unsupported = 0
-    for d in drafts:
-        best: float | None = None
-        supported = False
-        for n in d.cited:
-            p = passages[n - 1].passage
-            if not addresses_the_model(p.text):
-                verdict = scorer.score(d.text, p.text)
-                supported = supported or verdict.supported
-                best = verdict.score if best is None else max(best, verdict.score)
-            if n not in citations:
-                citations[n] = Citation.of(n, p, *_quote_span(d.text, p))
-        unsupported += not supported
-        sentences.append(AnswerSentence(d.text, d.cited, supported=supported, support=best))
-    return Verified(
-        sentences,
-        [citations[n] for n in sorted(citations)],
-        unsupported,
-        sum(len(d.dangling) for d in drafts),
-    )
-
-
-def answer_text(sentences: Sequence[AnswerSentence]) -> str:
-    return " ".join(
-        s.text + "".join(f" [{n}]" for n in s.citations) if s.citations else s.text
-        for s in sentences
-    )
-
-
 # -- the answerer ---------------------------------------------------------------
-
-_RETRYABLE = (
-    openai.APIConnectionError,  # includes APITimeoutError: not listening, reset, timed out
-    openai.RateLimitError,
-    openai.InternalServerError,
-)
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, openai.APITimeoutError):
-        return "the LLM endpoint timed out"
-    if isinstance(exc, openai.APIConnectionError):
-        return "the LLM endpoint could not be reached"
-    if isinstance(exc, openai.APIStatusError):
-        return f"the LLM endpoint answered HTTP {exc.status_code}"
-    if isinstance(exc, httpx.HTTPError):
-        return f"the LLM stream broke off ({type(exc).__name__})"
-    return f"the LLM call failed ({type(exc).__name__}: {exc})"
 
 
 class LLMAnswerer(Answerer):
@@ -317,6 +144,7 @@ class LLMAnswerer(Answerer):
         fallback: Answerer,
         *,
         scorer: SupportScorer | None = None,
+        gate: ExtractiveAnswerer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         assert settings.llm_base_url and settings.llm_model  # checked by the factory
@@ -324,19 +152,13 @@ class LLMAnswerer(Answerer):
         self.fallback = fallback
         self.policy = settings.llm_verification
         self._scorer = scorer
-        self._sleep = sleep
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        # Retries are ours, not the client's: only before the first token, and each
-        # failure is logged with the reason the caller finally sees.
-        self.client = openai.OpenAI(
-            base_url=settings.llm_base_url,
-            api_key=key or "not-needed",  # local servers take any key; the client wants one
-            timeout=settings.llm_timeout_s,
-            max_retries=0,
-        )
+        # Refuses before generation when the answer model says the passages cannot answer.
+        self.gate = gate
+        # The shared client: timeout, retries before the first token, failure reasons.
+        self.chat = OpenAIChat.from_settings(settings, sleep)
 
     def close(self) -> None:
-        self.client.close()
+        self.chat.close()
 
     @property
     def scorer(self) -> SupportScorer:
@@ -352,53 +174,9 @@ class LLMAnswerer(Answerer):
                 return event
         raise AssertionError("unreachable: stream() always ends with an Answer")
 
-    def _open(self, messages: list[dict[str, str]]) -> Any:
-        s = self.settings
-        return self.client.chat.completions.create(
-            model=s.llm_model or "",
-            messages=messages,  # type: ignore[arg-type]
-            max_tokens=s.llm_max_tokens,
-            temperature=s.llm_temperature,
-            stream=True,
-        )
-
     def _generate(self, messages: list[dict[str, str]]) -> Generator[str, None, None]:
         """Raw text deltas; raises LLMFailure once retries are spent or the stream breaks."""
-        attempts = self.settings.llm_retries + 1
-        for attempt in range(attempts):
-            try:
-                stream = self._open(messages)
-            except _RETRYABLE as exc:
-                reason = _describe(exc)
-                if attempt + 1 == attempts:
-                    raise LLMFailure(f"{reason} ({attempts} attempt(s))") from exc
-                delay = self.settings.llm_backoff_s * 2**attempt
-                delay = max(delay, min(_retry_after(exc) or 0.0, 10.0))
-                log.warning("%s; retrying in %.2f s", reason, delay)
-                self._sleep(delay)
-                continue
-            except openai.APIError as exc:  # 4xx: a retry would get the same answer
-                raise LLMFailure(_describe(exc)) from exc
-            finished = False
-            try:
-                for chunk in stream:
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    if choice.delta and choice.delta.content:
-                        yield choice.delta.content
-                    if choice.finish_reason:
-                        finished = True
-            except (openai.APIError, httpx.HTTPError) as exc:
-                # Text already went to the caller, so no retry: the fallback replaces it.
-                raise LLMFailure(f"the LLM stream broke off: {_describe(exc)}") from exc
-            finally:
-                # Also runs when the caller stops reading (a client that disconnected):
-                # closing the response closes the connection, which stops generation.
-                stream.close()
-            if not finished:
-                raise LLMFailure("the LLM stream ended before the model finished")
-            return
+        return self.chat.stream(messages)
 
     def stream(
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
@@ -407,6 +185,22 @@ class LLMAnswerer(Answerer):
         if not passages:
             yield refusal(question, context.collection, self.name, "no passage matched", passages)
             return
+        probability: float | None = None
+        if self.gate is not None:
+            # The answer model decides whether the passages can answer at all, before a
+            # model call is paid for: a question the corpus does not cover is refused.
+            probability, threshold = self.gate.answerability(question, passages, context)
+            if probability < threshold:
+                yield refusal(
+                    question,
+                    context.collection,
+                    self.name,
+                    f"the passages are unlikely to answer it: P(answerable) {probability:.2f} "
+                    f"< {threshold:.2f}",
+                    passages,
+                    answerable_probability=round(probability, 4),
+                )
+                return
         messages = build_messages(question, passages, self.settings.max_answer_sentences)
         markers = MarkerFilter(len(passages))
         raw: list[str] = []
@@ -430,6 +224,8 @@ class LLMAnswerer(Answerer):
             result = self._degraded(question, passages, context, reason)
         finally:
             pieces.close()  # now, not at garbage collection: it holds the connection
+        if probability is not None and result.answerable_probability is None:
+            result = replace(result, answerable_probability=round(probability, 4))
         yield result
 
     def _degraded(

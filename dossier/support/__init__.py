@@ -1,0 +1,75 @@
+"""Does a passage support a sentence? Scorers shared by the evals and answer verification.
+
+* :mod:`~dossier.support.base`: the :class:`SupportScorer` interface and its verdict.
+* :mod:`~dossier.support.features`: text features of a (sentence, passage) pair.
+* :mod:`~dossier.support.offline`: :class:`OfflineSupportScorer`, no network or LLM.
+* :mod:`~dossier.support.judge`: :class:`LLMJudgeScorer`, claims judged by a chat model.
+
+They are chosen by name (``DOSSIER_SUPPORT_SCORER``) through :data:`SUPPORT_SCORERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+
+from dossier.embeddings import build_embedder
+from dossier.errors import ConfigurationError
+from dossier.settings import Settings
+from dossier.support.base import SupportScorer, SupportVerdict
+from dossier.support.judge import LLMJudgeScorer, ScriptedChat, parse_json_reply
+from dossier.support.offline import OfflineSupportScorer
+
+__all__ = [
+    "SUPPORT_SCORERS",
+    "LLMJudgeScorer",
+    "OfflineSupportScorer",
+    "ScriptedChat",
+    "SupportScorer",
+    "SupportVerdict",
+    "build_support_scorer",
+    "parse_json_reply",
+]
+
+
+def _offline(settings: Settings, embedder: BaseEmbedding | None) -> SupportScorer:
+    return OfflineSupportScorer(
+        embedder or build_embedder(settings), threshold=settings.support_threshold
+    )
+
+
+def _llm_judge(settings: Settings, embedder: BaseEmbedding | None) -> SupportScorer:
+    if not settings.llm_base_url or not settings.llm_model:
+        raise ConfigurationError(
+            "The llm-judge support scorer needs DOSSIER_LLM_BASE_URL and DOSSIER_LLM_MODEL."
+        )
+    from dossier.chat import OpenAIChat
+
+    # The judge's verdicts are short JSON; temperature 0 keeps them repeatable.
+    return LLMJudgeScorer(
+        OpenAIChat.from_settings(settings.model_copy(update={"llm_temperature": 0.0}))
+    )
+
+
+SUPPORT_SCORERS: dict[str, Callable[[Settings, BaseEmbedding | None], SupportScorer]] = {
+    "offline": _offline,
+    "llm-judge": _llm_judge,
+}
+
+
+def build_support_scorer(
+    settings: Settings, embedder: BaseEmbedding | None = None, name: str | None = None
+) -> SupportScorer:
+    """The scorer named in settings; "auto" is the judge when an endpoint is set, else offline."""
+    name = name or settings.support_scorer
+    if name == "auto":
+        name = "llm-judge" if settings.llm_base_url and settings.llm_model else "offline"
+    try:
+        factory = SUPPORT_SCORERS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"Unknown support scorer {name!r}; DOSSIER_SUPPORT_SCORER must be auto or one of "
+            f"{', '.join(sorted(SUPPORT_SCORERS))}."
+        ) from None
+    return factory(settings, embedder)
