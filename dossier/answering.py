@@ -1,9 +1,15 @@
 """Answerers turn ranked passages into a cited answer, or an honest refusal.
 
 The default, :class:`ExtractiveAnswerer`, needs no language model: it answers
-with the passages' own sentences, so every sentence is supported by the
-passage it cites by construction, and it refuses when no sentence covers the
-question's content words well enough.
+with the passages' own sentences, so every sentence is supported by the passage
+it cites by construction. Which sentences, and whether to answer at all, is
+decided by the learned answer model (:mod:`dossier.answer_model`): a sentence
+scorer and a calibrated probability that the retrieved text answers the question.
+
+Two more answerers are kept for comparison, never as defaults:
+:class:`RulesAnswerer` (the hand-set coverage rules that came before the model)
+and :class:`CosineAnswerer` (the trivial baseline: the sentence most similar to
+the question, never a refusal).
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from dossier.answer_model import AnswerModel, load_answer_model
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
+from dossier.selection import Candidate, answerability_features, candidates, featurize
 from dossier.text import coverage, sentence_spans, terms
 
 REFUSAL_TEXT = "The corpus does not say. None of the retrieved passages answers this question."
@@ -96,7 +105,12 @@ def answer_type_match(question: str, sentence: str) -> bool | None:
 
 
 def refusal(
-    question: str, collection: str, name: str, reason: str, passages: Sequence[ScoredPassage]
+    question: str,
+    collection: str,
+    name: str,
+    reason: str,
+    passages: Sequence[ScoredPassage],
+    answerable_probability: float | None = None,
 ) -> Answer:
     return Answer(
         question=question,
@@ -108,11 +122,135 @@ def refusal(
         answerer=name,
         passages=list(passages),
         refusal_reason=reason,
+        answerable_probability=answerable_probability,
+    )
+
+
+def cited_answer(
+    question: str,
+    collection: str,
+    name: str,
+    passages: Sequence[ScoredPassage],
+    chosen: Sequence[Candidate],
+    answerable_probability: float | None = None,
+) -> Answer:
+    """An answer made of the chosen sentences in the given order, each citing its span."""
+    citations: list[Citation] = []
+    sentences: list[AnswerSentence] = []
+    for c in chosen:
+        number = len(citations) + 1
+        citations.append(Citation.of(number, c.passage.passage, c.start, c.end))
+        sentences.append(AnswerSentence(text=c.text, citations=(number,), supported=True))
+    return Answer(
+        question=question,
+        collection=collection,
+        text=" ".join(f"{s.text} [{s.citations[0]}]" for s in sentences),
+        sentences=sentences,
+        citations=citations,
+        refused=False,
+        answerer=name,
+        passages=list(passages),
+        answerable_probability=answerable_probability,
     )
 
 
 class ExtractiveAnswerer(Answerer):
+    """Sentences chosen by the learned scorer, or a refusal below the answerability threshold."""
+
     name = "extractive"
+
+    def __init__(
+        self,
+        model: AnswerModel | None = None,
+        *,
+        model_path: Path | None = None,
+        max_sentences: int | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        self._model = model
+        self._model_path = model_path
+        self._max_sentences = max_sentences
+        self._threshold = threshold
+
+    @property
+    def threshold(self) -> float:
+        """Refuse below this P(answerable): the setting, else the model's own."""
+        return self.model.threshold if self._threshold is None else self._threshold
+
+    @property
+    def model(self) -> AnswerModel:
+        if self._model is None:  # loaded on first use: construction stays cheap
+            self._model = (
+                load_answer_model(self._model_path) if self._model_path else load_answer_model()
+            )
+        return self._model
+
+    def assess(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> tuple[float, list[Candidate], np.ndarray]:
+        """P(answerable), the candidates, and each candidate's probability of being the answer."""
+        cands = candidates(passages)
+        if not cands:
+            return 0.0, [], np.zeros(0)
+        scored = featurize(question, context.question_vector, cands, context.idf, context.embed)
+        logits, probabilities = self.model.sentence_probabilities(scored.X)
+        x = answerability_features(question, scored, logits, context.idf)
+        return self.model.answerable_probability(x), cands, probabilities
+
+    def answerability(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> tuple[float, float]:
+        """(P(answerable), the refusal threshold): what a generating answerer gates on."""
+        return self.assess(question, passages, context)[0], self.threshold
+
+    def answer(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> Answer:
+        if not passages:
+            return refusal(question, context.collection, self.name, "no passage matched", passages)
+        p, cands, probabilities = self.assess(question, passages, context)
+        threshold = self.threshold
+        if not cands or p < threshold:
+            return refusal(
+                question,
+                context.collection,
+                self.name,
+                f"the passages are unlikely to answer it: P(answerable) {p:.2f} < {threshold:.2f}",
+                passages,
+                answerable_probability=round(p, 4),
+            )
+        order = self.model.compose(probabilities)
+        if self._max_sentences is not None:
+            order = order[: self._max_sentences]
+        chosen = [cands[i] for i in order]
+        return cited_answer(question, context.collection, self.name, passages, chosen, round(p, 4))
+
+
+class CosineAnswerer(Answerer):
+    """The trivial baseline: the retrieved sentence closest in meaning to the question."""
+
+    name = "cosine"
+
+    def __init__(self, sentences: int = 1) -> None:
+        self.sentences = sentences
+
+    def answer(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> Answer:
+        cands = candidates(passages)
+        if not cands or context.embed is None or context.question_vector is None:
+            return refusal(question, context.collection, self.name, "no passage matched", passages)
+        cos = context.embed([c.text for c in cands]) @ context.question_vector
+        order = np.argsort(-cos, kind="stable")[: self.sentences]
+        return cited_answer(
+            question, context.collection, self.name, passages, [cands[int(i)] for i in order]
+        )
+
+
+class RulesAnswerer(Answerer):
+    """The hand-set coverage rules that preceded the learned model (kept for comparison)."""
+
+    name = "rules"
 
     def __init__(
         self,
@@ -260,27 +398,15 @@ class ExtractiveAnswerer(Answerer):
         passages: Sequence[ScoredPassage],
         chosen: list[_Candidate],
     ) -> Answer:
-        # Articles in rank order, and within an article in reading order, so
-        # sentences from one story read as the story tells it.
+        # Articles in rank order, and within an article in reading order.
         doc_rank: dict[str, int] = {}
         for c in chosen:
             doc_rank.setdefault(c.passage.passage.doc_id, c.rank)
         chosen.sort(key=lambda c: (doc_rank[c.passage.passage.doc_id], c.start))
-        citations: list[Citation] = []
-        sentences: list[AnswerSentence] = []
-        for c in chosen:
-            p = c.passage.passage
-            number = len(citations) + 1
-            citations.append(Citation.of(number, p, c.start, c.end))
-            sentences.append(AnswerSentence(text=c.text, citations=(number,), supported=True))
-        text = " ".join(f"{s.text} [{s.citations[0]}]" for s in sentences)
-        return Answer(
-            question=question,
-            collection=context.collection,
-            text=text,
-            sentences=sentences,
-            citations=citations,
-            refused=False,
-            answerer=self.name,
-            passages=list(passages),
+        return cited_answer(
+            question,
+            context.collection,
+            self.name,
+            passages,
+            [Candidate(c.passage, c.rank, c.start, c.end, c.text, c.terms) for c in chosen],
         )

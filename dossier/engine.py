@@ -7,7 +7,9 @@ is built on first use, never at import or construction.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,7 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.answering import AnswerContext, Answerer, ExtractiveAnswerer
+from dossier.answering import (
+    AnswerContext,
+    Answerer,
+    CosineAnswerer,
+    ExtractiveAnswerer,
+    RulesAnswerer,
+)
 from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import ConfigurationError, InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
@@ -30,6 +38,14 @@ if TYPE_CHECKING:
 
 def _extractive(settings: Settings) -> Answerer:
     return ExtractiveAnswerer(
+        model_path=settings.answer_model_path,
+        max_sentences=settings.max_answer_sentences,
+        threshold=settings.answerable_threshold,
+    )
+
+
+def _rules(settings: Settings) -> Answerer:
+    return RulesAnswerer(
         max_sentences=settings.max_answer_sentences,
         min_coverage=settings.refusal_min_coverage,
         min_similarity=settings.refusal_min_similarity,
@@ -51,10 +67,17 @@ def _llm(settings: Settings) -> Answerer:
         )
     from dossier.llm import LLMAnswerer  # the openai client is only imported when used
 
-    return LLMAnswerer(settings, fallback=_extractive(settings))
+    extractive = _extractive(settings)
+    gate = extractive if isinstance(extractive, ExtractiveAnswerer) else None
+    return LLMAnswerer(settings, fallback=extractive, gate=gate)
 
 
-ANSWERERS: dict[str, Callable[[Settings], Answerer]] = {"extractive": _extractive, "llm": _llm}
+ANSWERERS: dict[str, Callable[[Settings], Answerer]] = {
+    "extractive": _extractive,
+    "llm": _llm,
+    "rules": _rules,
+    "cosine": lambda settings: CosineAnswerer(),
+}
 
 
 def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
@@ -99,6 +122,9 @@ class Dossier:
         self._embedder = embedder
         self._answerer = answerer
         self._opened: set[str] = set()
+        # Most recently used last; see _embed_texts.
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     # -- backends, built lazily --------------------------------------------
     @property
@@ -231,7 +257,22 @@ class Dossier:
             yield r.timed(event) if isinstance(event, Answer) else event
 
     def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return embed_array(self.embedder, texts)
+        """Vectors for answer candidates, through a bounded cache of recent sentences."""
+        size = self.settings.sentence_cache_size
+        if not size:
+            return embed_array(self.embedder, texts)
+        with self._cache_lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        if todo:
+            known.update(zip(todo, embed_array(self.embedder, todo), strict=True))
+        with self._cache_lock:
+            for t in dict.fromkeys(texts):
+                self._vectors[t] = known[t]
+                self._vectors.move_to_end(t)
+            while len(self._vectors) > size:
+                self._vectors.popitem(last=False)
+        return np.stack([known[t] for t in texts])
 
     def collections(self) -> list[CollectionInfo]:
         return self.store.list_collections()

@@ -110,6 +110,8 @@ class Answer:
     # True when the configured answerer failed and this is the fallback's answer.
     degraded: bool = False
     degraded_reason: str | None = None
+    # The answer model's calibrated probability that the passages answer the question.
+    answerable_probability: float | None = None
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     rerank_weight: float = Field(default=2.0, ge=0, description="0 turns sentence re-scoring off.")
     max_question_chars: int = Field(default=1000, ge=10)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
+    # The default answerer's learned model; None is the artefact shipped in dossier/data/.
+    answer_model_path: Path | None = None
+    # Refuse below this P(answerable); None is the model's (chosen on validation). News-only
+    # collections can use the stricter news threshold the training report prints.
+    answerable_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Sentence vectors kept in memory: answers to questions on the same articles reuse them.
+    sentence_cache_size: int = Field(default=50_000, ge=0)
+    # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45
     refusal_min_sentence_similarity: float = 0.6
@@ -76,7 +84,9 @@ class Settings(BaseSettings):
     # Support scoring (evals, answer verification): "auto" uses the LLM judge when an
     # endpoint is configured below, else the offline scorer.
     support_scorer: str = "auto"
-    support_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    # P(supported) at or above which the offline scorer accepts; None is the threshold
+    # chosen on validation when the model was fit (evals/train_support.py).
+    support_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # Public benchmarks for `dossier eval`; default: the shared/ folder beside the repo.
     shared_dir: Path | None = None
 

@@ -79,6 +79,16 @@ class AnswerPublic(_Public):
         default=False, description="The configured answerer failed; this is the fallback answer."
     )
     degraded_reason: str | None = None
+    answerable_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "The answer model's calibrated probability that the retrieved passages answer "
+            "the question; below the model's threshold the answer is a refusal. Null for "
+            "answerers without the model (e.g. when the LLM wrote the answer)."
+        ),
+    )
 
 
 class SearchPublic(BaseModel):

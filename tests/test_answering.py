@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from dossier.answer_model import DEFAULT_PATH, load_answer_model
 from dossier.answering import AnswerContext, ExtractiveAnswerer
 from dossier.engine import Dossier, build_answerer
-from dossier.errors import ConfigurationError, InvalidInput
+from dossier.errors import ConfigurationError, InvalidInput, ModelNotInstalled
+from dossier.selection import candidates, featurize
 from dossier.settings import Settings
 
 
@@ -70,7 +73,42 @@ def test_question_validation(seed_engine: Dossier) -> None:
         seed_engine.ask("Why?", top_k=0)
 
 
+def test_answers_carry_a_probability_and_lead_with_the_best_sentence(
+    seed_engine: Dossier,
+) -> None:
+    question = "Why did Albania expel Iranian diplomats?"
+    answer = seed_engine.ask(question)
+    assert answer.answerable_probability is not None
+    model = load_answer_model()
+    assert answer.answerable_probability >= model.threshold
+    # Best first: the first sentence is the candidate the model ranks highest.
+    r = seed_engine.retrieve(question)
+    cands = candidates(r.passages)
+    scored = featurize(question, r.context.question_vector, cands, r.context.idf, r.context.embed)
+    _, probabilities = model.sentence_probabilities(scored.X)
+    best = cands[int(probabilities.argmax())]
+    assert answer.citations[0].start == best.start and answer.sentences[0].text == best.text
+    refused = seed_engine.ask("What is the capital of France?")
+    assert refused.refused and refused.answerable_probability is not None
+    assert refused.answerable_probability < model.threshold
+    assert "P(answerable)" in (refused.refusal_reason or "")
+
+
+def test_a_damaged_model_file_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / DEFAULT_PATH.name
+    copy.write_bytes(DEFAULT_PATH.read_bytes().replace(b'"threshold"', b'"threshold" ', 1))
+    (tmp_path / DEFAULT_PATH.with_suffix(".sha256").name).write_bytes(
+        DEFAULT_PATH.with_suffix(".sha256").read_bytes()
+    )
+    with pytest.raises(ModelNotInstalled, match="sha256"):
+        load_answer_model(copy)
+    with pytest.raises(ModelNotInstalled, match="missing"):
+        load_answer_model(tmp_path / "nothing.json")
+
+
 def test_answerer_is_chosen_by_settings() -> None:
     assert build_answerer(Settings(_env_file=None)).name == "extractive"  # type: ignore[call-arg]
+    for name in ("rules", "cosine"):  # kept for comparison, never the default
+        assert build_answerer(Settings(_env_file=None, answerer=name)).name == name  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="extractive"):
         build_answerer(Settings(_env_file=None, answerer="nope"))  # type: ignore[call-arg]

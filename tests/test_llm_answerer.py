@@ -366,3 +366,12 @@ def test_default_extractive_answerer_streams_too(api_url: str) -> None:
 def test_stream_with_bad_input_is_a_plain_4xx(api_url: str) -> None:
     r = httpx.post(f"{api_url}/v1/ask", json={"question": " ", "stream": True}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_input"
+
+
+def test_the_answer_model_refuses_before_the_llm_is_called(
+    make_llm: Any, script: FakeState
+) -> None:
+    answer = make_llm().ask("What is the capital of France?")
+    assert answer.refused and "P(answerable)" in (answer.refusal_reason or "")
+    assert answer.answerable_probability is not None and not answer.degraded
+    assert script.requests == []  # no model call was paid for

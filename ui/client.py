@@ -70,6 +70,7 @@ class Answer(_Model):
     citations: list[Citation] = []
     passages: list[Passage] = []
     timings: dict[str, float] = {}
+    answerable_probability: float | None = None
 
 
 class SearchResult(_Model):

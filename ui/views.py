@@ -94,9 +94,15 @@ def render_answer(client: DossierClient, i: int, message: Message) -> None:
                     args=(render.source_query(c, answer.collection),),
                     type="tertiary",
                 )
+    # The model's calibrated P(answerable): how sure Dossier is that the corpus says this.
+    confidence = (
+        f" · answerable with probability {answer.answerable_probability:.0%}"
+        if answer.answerable_probability is not None
+        else ""
+    )
     st.caption(
         f"{answer.answerer} answerer · {answer.collection} · "
-        f"{message.get('elapsed_ms', 0):.0f} ms round trip"
+        f"{message.get('elapsed_ms', 0):.0f} ms round trip{confidence}"
     )
     _feedback(client, i, message, answer)
 
