@@ -26,6 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO / "evals" / "datasets"
 SQUAD_FILE = Path("benchmarks") / "squad2-cs224n-dev" / "dev-v2.0-half-a.json"
 RGB_FILE = Path("benchmarks") / "rgb" / "en_fact.json"
+BBC_DIR = Path("benchmarks") / "news-bbc" / "bbc"
+BBC_QA_FILE = Path("benchmarks") / "bbc-qa-dev" / "questions.jsonl"
+# Questions we wrote from bbc-qa-dev's train-articles.txt only (datasets/README.md).
+BBC_TRAIN_FILE = DATASETS / "bbc_train.jsonl"
+# The whole BBC corpus as one collection, as the product would serve it.
+BBC_COLLECTION = "bbc"
 # The gate's fixed SQuAD sample: a seeded shuffle, so `--limit N` is always the same N questions.
 SQUAD_SEED = 20240601
 # The CI gate's SQuAD sample size: a few hundred questions keep the gate to ~1.5 minutes
@@ -66,6 +72,8 @@ class Suite:
     questions: list[EvalQuestion]
     # collection name -> folder ingested into it before the run
     collections: dict[str, Path] = field(default_factory=dict)
+    # Also answer each question with the trivial baseline (CosineAnswerer), same retrieval.
+    baseline: bool = False
 
 
 def shared_dir(settings: Settings) -> Path:
@@ -188,18 +196,28 @@ def _benchmark(settings: Settings, rel: Path) -> Path:
     return path
 
 
-def load_squad2(settings: Settings, collection: str = "eval-squad2") -> Suite:
-    """SQuAD 2.0 half A: each paragraph is a document; questions come in a fixed seeded order."""
+def load_squad2(
+    settings: Settings, collection: str = "eval-squad2", split: str | None = "test"
+) -> Suite:
+    """SQuAD 2.0 half A: each paragraph is a document; questions come in a fixed seeded order.
+
+    Every paragraph is ingested (retrieval searches them all); only the questions of
+    the ``split``'s articles are asked (``evals/splits.py``; None asks all of them).
+    """
+    from evals.splits import squad_split
+
     data = json.loads(_benchmark(settings, SQUAD_FILE).read_text(encoding="utf-8"))
     folder = settings.data_dir / "eval-docs" / collection
     questions: list[EvalQuestion] = []
+    splits = squad_split(str(article["title"]) for article in data["data"])
     for a, article in enumerate(data["data"]):
         title = str(article["title"]).replace("_", " ")
+        asked = split is None or splits[str(article["title"])] == split
         for p, para in enumerate(article["paragraphs"]):
             rel = f"{a:02d}-{_slug(title)}/{p:03d}.txt"
             # The headline line gives each paragraph its article's context, as news has.
             _write_if_changed(folder / rel, f"{title}\n\n{para['context']}\n")
-            for qa in para["qas"]:
+            for qa in para["qas"] if asked else ():
                 answers = tuple(dict.fromkeys(str(x["text"]) for x in qa.get("answers", [])))
                 impossible = bool(qa.get("is_impossible")) or not answers
                 questions.append(
@@ -217,7 +235,7 @@ def load_squad2(settings: Settings, collection: str = "eval-squad2") -> Suite:
                     )
                 )
     random.Random(SQUAD_SEED).shuffle(questions)
-    return Suite("squad2", questions, {collection: folder})
+    return Suite("squad2", questions, {collection: folder}, baseline=True)
 
 
 def load_rgb(settings: Settings) -> Suite:
@@ -283,7 +301,87 @@ def load_rgb(settings: Settings) -> Suite:
     return Suite("rgb", questions, {"eval-rgb-fact": fact, "eval-rgb-noise": noise})
 
 
-BUILTIN_SUITES = {"seed": load_seed, "squad2": load_squad2, "rgb": load_rgb}
+def read_article(path: Path) -> str:
+    """A BBC article as ingestion reads it (one file is cp1252, the rest UTF-8)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252")
+
+
+def bbc_dev_rows(settings: Settings) -> list[dict[str, Any]]:
+    """bbc-qa-dev's ``questions.jsonl`` rows, as written."""
+    return read_jsonl(_benchmark(settings, BBC_QA_FILE))
+
+
+def bbc_train_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Our training questions, with each gold sentence read back from its article.
+
+    The file stores character offsets rather than the sentence, so no BBC text is
+    copied into the repository.
+    """
+    root = _benchmark(settings, BBC_DIR)
+    rows = read_jsonl(BBC_TRAIN_FILE)
+    texts: dict[str, str] = {}
+    for row in rows:
+        if row.get("type") == "answerable":
+            doc = str(row["doc"])
+            if doc not in texts:
+                texts[doc] = read_article(root / doc)
+            row["gold_span"] = texts[doc][int(row["gold_start"]) : int(row["gold_end"])]
+    return rows
+
+
+def _bbc_question(row: dict[str, Any]) -> EvalQuestion:
+    qid = str(row["id"])
+    if row.get("type") == "unanswerable":
+        return EvalQuestion(
+            qid=qid,
+            question=str(row["question"]),
+            collection=BBC_COLLECTION,
+            answerable=False,
+            kind=f"unanswerable/{row.get('subtype', 'unknown')}",
+        )
+    return EvalQuestion(
+        qid=qid,
+        question=str(row["question"]),
+        collection=BBC_COLLECTION,
+        answerable=True,
+        kind=f"answerable/{str(row.get('style', 'factoid')).replace('/', '-')}",
+        key_facts=_facts(row.get("key_facts")),
+        gold_spans=(str(row["gold_span"]),),
+        docs=(str(row["doc"]),),
+    )
+
+
+def load_bbc(settings: Settings, split: str = "test") -> Suite:
+    """bbc-qa-dev questions of one split (``evals/splits.py``) over the whole BBC corpus."""
+    from evals.splits import article_of, bbc_dev_split
+
+    rows = bbc_dev_rows(settings)
+    splits = bbc_dev_split(rows)
+    chosen = [r for r in rows if splits[article_of(r)] == split]
+    name = "bbc" if split == "test" else f"bbc-{split}"
+    return Suite(
+        name,
+        [_bbc_question(r) for r in chosen],
+        {BBC_COLLECTION: _benchmark(settings, BBC_DIR)},
+        baseline=True,
+    )
+
+
+def load_bbc_validation(settings: Settings) -> Suite:
+    return load_bbc(settings, "validation")
+
+
+BUILTIN_SUITES = {
+    "seed": load_seed,
+    "squad2": load_squad2,
+    "rgb": load_rgb,
+    "bbc": load_bbc,
+    "bbc-validation": load_bbc_validation,
+}
 
 
 def load_suite(

@@ -12,7 +12,7 @@ import collections
 import math
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -53,6 +53,18 @@ def key_fact_recall(answer: str, facts: Sequence[Sequence[str]]) -> float:
     if not facts:
         return 1.0
     return sum(1 for alts in facts if contains_fact(answer, alts)) / len(facts)
+
+
+def cited_key_fact_recall(
+    answer: str,
+    facts: Sequence[Sequence[str]],
+    cited_docs: Sequence[str],
+    gold_docs: Collection[str],
+) -> float:
+    """Key-fact recall, counted only when the answer cites one of the gold documents."""
+    if not any(d in gold_docs for d in cited_docs):
+        return 0.0
+    return key_fact_recall(answer, facts)
 
 
 def squad_normalize(text: str) -> str:

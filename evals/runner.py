@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dossier.answering import Answerer
+from dossier.answering import Answerer, CosineAnswerer
 from dossier.engine import Dossier
 from dossier.models import Answer, Passage
 from dossier.support import SupportScorer, SupportVerdict, build_support_scorer
@@ -160,6 +160,10 @@ class _Gold:
             self._texts[doc_id] = self.engine.store.get_document(self.collection, doc_id).text
         return self._texts[doc_id]
 
+    def doc_ids_of(self, q: EvalQuestion) -> set[str]:
+        """Ids of the question's gold documents (a duplicate's copy answers for it too)."""
+        return {self.doc_ids[d] for d in q.docs if d in self.doc_ids}
+
     def expected_ids(self, q: EvalQuestion) -> list[str]:
         if not q.docs:
             # No gold document named: any passage quoting a span is evidence.
@@ -187,9 +191,12 @@ class Evaluator:
         answerer: Answerer,
         scorer: SupportScorer,
         top_k: int | None = None,
+        baseline: Answerer | None = None,
     ) -> None:
         self.engine = engine
         self.answerer = answerer
+        # Asked on the same retrieval as the answerer, so the two differ only in answering.
+        self.baseline = baseline
         self.scorer = scorer
         self.top_k = top_k or engine.settings.top_k
         self.ks = sorted({1, self.top_k})
@@ -266,7 +273,8 @@ class Evaluator:
         return checks, scores, failures
 
     def evaluate(self, q: EvalQuestion) -> QuestionResult:
-        answer = self.engine.ask(q.question, q.collection, self.top_k, answerer=self.answerer)
+        r = self.engine.retrieve(q.question, q.collection, self.top_k)
+        answer = r.timed(self.answerer.answer(r.question, r.passages, r.context))
         ranked: list[Passage] = [sp.passage for sp in answer.passages]
         if not ranked:
             ranked = [sp.passage for sp in self.engine.search(q.question, q.collection, self.top_k)]
@@ -276,11 +284,26 @@ class Evaluator:
         if q.answerable and q.gold_spans:
             expected = self.gold(q.collection).expected_ids(q)
             scores.update(m.retrieval_scores(expected, [p.passage_id for p in ranked], self.ks))
+        gold_docs = self.gold(q.collection).doc_ids_of(q) if q.docs else set()
         if q.answerable:
+            scores["false_refusal"] = float(answer.refused)
             if answer.refused:
                 failures.append(f"refused an answerable question ({answer.refusal_reason})")
             if q.key_facts:
                 scores["key_fact_recall"] = m.key_fact_recall(text, q.key_facts)
+                if gold_docs:
+                    # The fact counts only where the answer cites the article that states it.
+                    scores["key_fact_recall_cited"] = m.cited_key_fact_recall(
+                        text, q.key_facts, [c.doc_id for c in answer.citations], gold_docs
+                    )
+                if self.baseline is not None:
+                    base = self.baseline.answer(r.question, r.passages, r.context)
+                    base_text = "" if base.refused else m.strip_markers(base.text)
+                    scores["baseline_key_fact_recall"] = m.key_fact_recall(base_text, q.key_facts)
+                    if gold_docs:
+                        scores["baseline_key_fact_recall_cited"] = m.cited_key_fact_recall(
+                            base_text, q.key_facts, [c.doc_id for c in base.citations], gold_docs
+                        )
                 missing = [alts for alts in q.key_facts if not m.contains_fact(text, alts)]
                 if missing and not answer.refused:
                     shown = "; ".join(" / ".join(a) for a in missing)
@@ -387,7 +410,9 @@ def run_suite(
     ingested = ingest_suite(engine, suite)
     answerer = answerer or engine.answerer
     scorer = scorer or build_support_scorer(engine.settings, engine.embedder)
-    evaluator = Evaluator(engine, answerer, scorer)
+    evaluator = Evaluator(
+        engine, answerer, scorer, baseline=CosineAnswerer() if suite.baseline else None
+    )
     questions: Iterable[EvalQuestion] = suite.questions[:limit] if limit else suite.questions
     questions = list(questions)
     show = progress_enabled() if progress is None else progress
