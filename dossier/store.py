@@ -72,6 +72,14 @@ class PassageStore(ABC):
     @abstractmethod
     def bump_version(self, name: str) -> int: ...
 
+    def version_tag(self, name: str) -> tuple[str, int]:
+        """The collection's identity and version in one call.
+
+        The identity changes when a collection is dropped and created again (its version
+        then restarts), so indexes saved outside the store are keyed by both.
+        """
+        return name, self.version(name)
+
     @abstractmethod
     def documents(self, name: str) -> dict[str, DocumentInfo]: ...
 
@@ -237,6 +245,10 @@ class ChromaStore(PassageStore):
 
     def version(self, name: str) -> int:
         return int((self._get(name + DOCS_SUFFIX).metadata or {}).get(VERSION_KEY, 0))
+
+    def version_tag(self, name: str) -> tuple[str, int]:
+        docs = self._get(name + DOCS_SUFFIX)
+        return str(docs.id), int((docs.metadata or {}).get(VERSION_KEY, 0))
 
     def bump_version(self, name: str) -> int:
         docs = self._get(name + DOCS_SUFFIX)
