@@ -28,7 +28,8 @@ STEP := scripts/step.sh
 
 # uv installs the runtime: downloads in parallel and no bytecode compiling up front, so a
 # fresh clone with an empty cache is set up in seconds rather than minutes (pip: ~2 min).
-UV_INSTALL := $(BIN)/uv pip install -q --python $(BIN)/python
+# Copies, not hardlinks into uv's cache: NLTK refuses to open multiply-linked data files.
+UV_INSTALL := $(BIN)/uv pip install -q --link-mode=copy --python $(BIN)/python
 
 $(VENV)/.runtime: pyproject.toml Makefile
 	@$(STEP) venv sh -c 'test -x $(BIN)/python || $(PY) -m venv $(VENV)'
