@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # then no longer match and are rebuilt instead of being read wrongly.
 FORMAT = 1
 KEEP_VERSIONS = 2  # older ones may still be mapped by a worker that has not switched yet
-_SENTENCE_CACHE = 50_000  # passages whose sentence terms are kept per index
+_SENTENCE_CACHE = 50_000  # passages (sentence terms) and terms (idf) memoised per index
 
 
 def _quiet_bm25s() -> Any:
@@ -158,16 +158,25 @@ class LexicalIndex:
         self.df = df
         self.path = path  # where it was loaded from; None for one built in memory
         self._sentences: dict[str, list[frozenset[str]]] = {}
+        self._idf: dict[str, float] = {}
 
     @property
     def size(self) -> int:
         return len(self.passages)
 
     def idf(self, term: str) -> float:
-        # BM25's idf, so coverage and ranking agree on what a rare word is.
-        n = self.size
-        df = self.df.get(term, 0)
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        # BM25's idf, so coverage and ranking agree on what a rare word is. Memoised: the
+        # answerer asks for the same few terms thousands of times per question, and a
+        # mapped df costs a vocabulary lookup plus an array read.
+        cached = self._idf.get(term)
+        if cached is None:
+            n = self.size
+            df = self.df.get(term, 0)
+            cached = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+            if len(self._idf) >= _SENTENCE_CACHE:  # query words are unbounded
+                self._idf.clear()
+            self._idf[term] = cached
+        return cached
 
     def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
         """Each sentence's terms, computed once per passage and index version."""
