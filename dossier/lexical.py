@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # Bump when what is saved, or how passages are tokenized, changes: older directories
 # then no longer match and are rebuilt instead of being read wrongly.
-FORMAT = 1
+FORMAT = 2
 KEEP_VERSIONS = 2  # older ones may still be mapped by a worker that has not switched yet
 _SENTENCE_CACHE = 50_000  # passages (sentence terms) and terms (idf) memoised per index
 
@@ -203,11 +203,31 @@ class LexicalIndex:
         return [(p, s) for p, (_, s) in zip(found, hits, strict=True)]
 
 
+def tokenize(
+    passages: Sequence[Passage], known: Mapping[str, tuple[str, str, str]] | None = None
+) -> list[list[str]]:
+    """Each passage's BM25 terms; reused from ``known`` (id -> title, text, terms) when
+    the passage is unchanged, since tokenizing is most of the cost of an index."""
+    out = []
+    for p in passages:
+        prior = known.get(p.passage_id) if known else None
+        if prior is not None and prior[0] == p.title and prior[1] == p.text:
+            out.append(prior[2].split(" ") if prior[2] else [])
+        else:
+            out.append(terms(indexed_text(p.title, p.text)))
+    return out
+
+
 def build(
-    passages: Sequence[Passage], version: int, *, k1: float, b: float
+    passages: Sequence[Passage],
+    version: int,
+    *,
+    k1: float,
+    b: float,
+    tokens: list[list[str]] | None = None,
 ) -> tuple[LexicalIndex, Any]:
     """An in-memory index over ``passages`` (and the bm25s object, for saving)."""
-    tokens = [terms(indexed_text(p.title, p.text)) for p in passages]
+    tokens = tokenize(passages) if tokens is None else tokens
     bm25 = None
     if passages:
         bm25 = _quiet_bm25s().BM25(k1=k1, b=b)
@@ -228,19 +248,23 @@ def save(
     k1: float,
     b: float,
 ) -> Path:
-    """Build the index for ``passages`` and save it under ``tag`` (uid, version)."""
+    """Build the index for ``passages`` and save it under ``tag`` (uid, version).
+
+    Terms of passages that the newest saved version already holds are reused.
+    """
     started = time.perf_counter()
     version = tag[1]
     final = index_dir(root, collection, tag, k1, b)
     if (final / "meta.json").exists():
         return final
-    _, bm25 = build(passages, version, k1=k1, b=b)
+    tokens = tokenize(passages, _saved_terms(root, collection))
+    _, bm25 = build(passages, version, k1=k1, b=b, tokens=tokens)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         if bm25 is not None:
             bm25.save(str(tmp / "bm25"))
-        _write_passages(tmp / "passages.sqlite3", passages)
+        _write_passages(tmp / "passages.sqlite3", passages, tokens)
         meta = {
             "collection": collection,
             "version": version,
@@ -270,27 +294,58 @@ def save(
     return final
 
 
-def _write_passages(path: Path, passages: Sequence[Passage]) -> None:
+def _saved_terms(root: Path, collection: str) -> dict[str, tuple[str, str, str]]:
+    """id -> (title, text, terms) from the newest saved version, for reuse; {} if none."""
+    folder = root / collection
+    if not folder.is_dir():
+        return {}
+    saved = [d for d in folder.iterdir() if (d / "meta.json").exists()]
+    if not saved:
+        return {}
+    newest = max(saved, key=lambda d: d.stat().st_mtime)
+    try:
+        db = sqlite3.connect(f"file:{newest / 'passages.sqlite3'}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = db.execute("SELECT passage_id, title, text, terms FROM passages")
+            return {pid: (title, text, toks) for pid, title, text, toks in rows}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:  # an older format or a damaged file: tokenize afresh
+        log.info("not reusing terms from %s: %s", newest, exc)
+        return {}
+
+
+def _write_passages(path: Path, passages: Sequence[Passage], tokens: list[list[str]]) -> None:
     db = sqlite3.connect(path)
     try:
         db.execute(
             "CREATE TABLE passages (passage_id TEXT, doc_id TEXT, text TEXT, start INTEGER,"
-            " end INTEGER, title TEXT, publisher TEXT, url TEXT, published TEXT)"
+            " end INTEGER, title TEXT, publisher TEXT, url TEXT, published TEXT, terms TEXT)"
         )
         db.executemany(
-            "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (p.passage_id, p.doc_id, p.text, p.start, p.end, p.title, *_optional(p))
-                for p in passages
-            ),
+            "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_row(p, toks) for p, toks in zip(passages, tokens, strict=True)),
         )
         db.commit()
     finally:
         db.close()
 
 
-def _optional(p: Passage) -> tuple[str | None, str | None, str | None]:
-    return p.publisher, p.url, p.published
+def _row(p: Passage, tokens: list[str]) -> tuple[object, ...]:
+    # Terms are words without spaces, so one string per passage keeps them compactly.
+    toks = " ".join(tokens)
+    return (
+        p.passage_id,
+        p.doc_id,
+        p.text,
+        p.start,
+        p.end,
+        p.title,
+        p.publisher,
+        p.url,
+        p.published,
+        toks,
+    )
 
 
 def load(path: Path) -> LexicalIndex:

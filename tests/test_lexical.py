@@ -190,3 +190,24 @@ def test_empty_collection(tmp_path: Path) -> None:
     index = engine.lexical.index("col1")
     assert index.size == 0 and not index.search(["anything"], 3)
     assert index.idf("anything") > 0
+
+
+def test_a_new_version_tokenizes_only_new_passages(
+    tmp_path: Path, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, ingestor = _engine(tmp_path)
+    ingestor.ingest(corpus_copy, "col1")
+    tokenized: list[str] = []
+
+    def counting(text: str) -> list[str]:
+        tokenized.append(text)
+        return terms(text)
+
+    monkeypatch.setattr(lexical, "terms", counting)
+    (corpus_copy / "z.txt").write_text(ZEPPELIN, encoding="utf-8")
+    report = ingestor.ingest(corpus_copy, "col1")
+    assert len(tokenized) == report.chunks_embedded >= 1
+    assert all("zeppelin" in t.lower() for t in tokenized)
+    # The reused terms index exactly as fresh ones would.
+    built, _ = lexical.build(engine.store.all_passages("col1"), 0, k1=0.9, b=0.4)
+    assert dict(engine.lexical.index("col1").df) == built.df
