@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,24 @@ class Server:
         os.unlink(self.log.name)
 
 
+def propagation(server: Server, ingest_one: Callable[[str], float]) -> dict[str, Any]:
+    """Ingest one new article in this process; time until every worker answers with it."""
+    marker = f"quokka{random.randrange(10**9)}"
+    ingest_s = ingest_one(marker)
+    done = time.perf_counter()
+    pending = set(server.pids)
+    while pending and time.perf_counter() - done < 60:
+        with httpx.Client(timeout=30) as client:  # new connections reach every worker
+            r = client.get(server.url + "/v1/search", params={"q": marker, "k": 1})
+        top = r.json()["passages"]
+        if top and marker in top[0]["text"] and top[0]["dense_similarity"] is not None:
+            pending.discard(int(r.headers["x-dossier-worker"]))
+    return {
+        "ingest_one_article_s": round(ingest_s, 2),
+        "all_workers_answer_after_s": round(time.perf_counter() - done, 2) if not pending else None,
+    }
+
+
 def ask(client: httpx.Client, url: str, question: str) -> float:
     t0 = time.perf_counter()
     response = client.post(url + "/v1/ask", json={"question": question})
@@ -257,6 +276,7 @@ def measure(
     clients: int,
     seconds: float,
     baseline_dir: Path | None,
+    ingest_one: Callable[[str], float] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     runs = [("baseline", baseline_dir, 1)] if baseline_dir else []
@@ -271,6 +291,8 @@ def measure(
             row["warm_p95_ms"] = round(pct(warm, 0.95), 1)
             if label != "baseline":  # the 1-worker row is the old process model's throughput
                 row["load"] = asyncio.run(load(server.url, qs, clients, seconds))
+            if ingest_one is not None and w == max(workers) and w > 1:
+                row["after_ingest"] = propagation(server, ingest_one)
             mem = server.memory()
             row["rss_mb_per_worker"] = [round(r / 1024) for r, _ in mem]
             row["pss_mb_per_worker"] = [round(p / 1024) for _, p in mem]
@@ -293,12 +315,31 @@ def baseline_copy(data_dir: Path, work: Path) -> Path:
 
 
 # -- report --------------------------------------------------------------------------
+def adder(corpus: Corpus) -> Callable[[str], float]:
+    settings = Settings(_env_file=None, data_dir=corpus.folder.parent / "index", embedder="hashing")  # type: ignore[call-arg]
+
+    def ingest_one(marker: str) -> float:
+        engine = Dossier(settings)
+        path = corpus.folder / "extra" / f"{marker}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"A {marker} sighting\n\nA {marker} was seen near the river.\n")
+        t0 = time.perf_counter()
+        Ingestor(settings, engine.store, engine.embedder).ingest(corpus.folder, COLLECTION)
+        return time.perf_counter() - t0
+
+    return ingest_one
+
+
 def table(results: dict[str, Any], workers: list[int]) -> str:
     head = (
         f"{'collection':<14}{'passages':>9}{'ingest/s':>9}{'ready s':>8}{'1st ms':>8}"
         f"{'p50 ms':>8}{'p95 ms':>8}{'RSS MB':>8}{'PSS MB':>8}"
         + "".join(f"{f'{w}w req/s':>10}{'p95':>7}" for w in workers)
-        + f"{'errors':>7}"
+        + f"{'errors':>7}{'upd s':>7}{'seen s':>7}"
+    )
+    notes = (
+        "old: the same server rebuilding BM25 in memory at start (before indexes were saved); "
+        f"upd s: ingest of one new article; seen s: until all {max(workers)} workers answer with it"
     )
     lines = [head, "-" * len(head)]
     for name, res in results.items():
@@ -314,15 +355,18 @@ def table(results: dict[str, Any], workers: list[int]) -> str:
                     load_cols += f"{r['req_per_s']:>10}{r['p95_ms']:>7.0f}"
                 else:
                     load_cols += f"{'':>10}{'':>7}"
+            after = res["servers"].get(f"{max(workers)}w", {}).get("after_ingest") or {}
+            update = "" if label == "baseline" else after.get("ingest_one_article_s", "")
+            seen = "" if label == "baseline" else after.get("all_workers_answer_after_s", "")
             tag = f"{name} (old)" if label == "baseline" else name
             ingest_rate = res.get("ingest", {}).get("ingest_passages_per_s", "")
             lines.append(
                 f"{tag:<14}{res['passages']:>9}{ingest_rate if label != 'baseline' else '':>9}"
                 f"{row['start_to_ready_s']:>8}{row['first_ask_ms']:>8}{row['warm_p50_ms']:>8}"
                 f"{row['warm_p95_ms']:>8}{max(row['rss_mb_per_worker']):>8}"
-                f"{max(row['pss_mb_per_worker']):>8}{load_cols}{errors:>7}"
+                f"{max(row['pss_mb_per_worker']):>8}{load_cols}{errors:>7}{update:>7}{seen!s:>7}"
             )
-    return "\n".join(lines)
+    return "\n".join([*lines, notes])
 
 
 def main() -> None:
@@ -356,7 +400,9 @@ def main() -> None:
             ingest = ingest_to(settings, corpus, size, engine)
             print(f"    ingest: {json.dumps(ingest)}", flush=True)
             baseline = None if args.no_baseline else baseline_copy(data_dir, work)
-            servers = measure(data_dir, env, qs, workers, args.clients, args.seconds, baseline)
+            servers = measure(
+                data_dir, env, qs, workers, args.clients, args.seconds, baseline, adder(corpus)
+            )
             results[f"{size // 1000}k"] = {
                 "passages": ingest["passages"],
                 "embedder": "hashing",

