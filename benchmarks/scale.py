@@ -304,7 +304,7 @@ def measure(
 def baseline_copy(data_dir: Path, work: Path) -> Path:
     """The same Chroma data, with no saved BM25 index and nowhere to save one."""
     folder = work / "baseline"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     link = folder / "chroma"
     if not link.exists():
         link.symlink_to((data_dir / "chroma").resolve())
