@@ -237,6 +237,7 @@ def ask(client: httpx.Client, url: str, question: str) -> float:
 async def load(url: str, qs: list[str], clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     stop = time.perf_counter() + seconds
 
     async def client_loop(n: int, http: httpx.AsyncClient) -> None:
@@ -250,8 +251,11 @@ async def load(url: str, qs: list[str], clients: int, seconds: float) -> dict[st
                     latencies.append((time.perf_counter() - t0) * 1000)
                 else:
                     errors += 1
-            except httpx.HTTPError:
+                    kind = f"{r.status_code}: {r.text[:120]}"
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            except httpx.HTTPError as exc:
                 errors += 1
+                kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
             i += clients
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -262,6 +266,7 @@ async def load(url: str, qs: list[str], clients: int, seconds: float) -> dict[st
     return {
         "requests": len(latencies),
         "errors": errors,
+        "error_kinds": kinds,
         "req_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(pct(latencies, 0.5), 1),
         "p95_ms": round(pct(latencies, 0.95), 1),
