@@ -176,7 +176,8 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 300
+        deadline_s = 300
+        deadline = time.monotonic() + deadline_s
         while True:
             try:
                 if httpx.get(self.url + "/healthz", timeout=2).is_success:
@@ -184,8 +185,8 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.log.seek(0)
-                raise RuntimeError(f"server did not start:\n{self.log.read()[-3000:]}")
+                self.__exit__()  # __exit__ does not run when __enter__ raises
+                raise RuntimeError(f"server did not start in {deadline_s} s")
             time.sleep(0.02)
         self.ready_s = time.perf_counter() - self.started
         # Every worker must be up before the load starts: collect their pids.
@@ -199,7 +200,8 @@ class Server:
         return [mem_kb(pid) for pid in sorted(self.pids)]
 
     def __exit__(self, *exc: object) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
