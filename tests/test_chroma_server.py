@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,38 +10,12 @@ import pytest
 from dossier.engine import Dossier
 from dossier.errors import BackendUnavailable, CollectionNotFound
 from ingest.pipeline import Ingestor
-from tests.conftest import CORPUS, SEED_COLLECTION, make_settings, wait_for_http
+from tests.conftest import CHROMA, CORPUS, SEED_COLLECTION, free_port, make_settings
 
-CHROMA = Path(sys.executable).parent / "chroma"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMA.exists() and not shutil.which("chroma"), reason="no chroma CLI"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = _free_port()
-    path = tmp_path_factory.mktemp("chroma-server")
-    exe = str(CHROMA) if CHROMA.exists() else "chroma"
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        if not wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc):
-            raise RuntimeError("chroma run did not start")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_ingest_and_ask_through_a_chroma_server(tmp_path: Path, chroma_port: int) -> None:
@@ -66,6 +36,6 @@ def test_ingest_and_ask_through_a_chroma_server(tmp_path: Path, chroma_port: int
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, store="chroma-http", chroma_port=_free_port())
+    settings = make_settings(tmp_path, store="chroma-http", chroma_port=free_port())
     with pytest.raises(BackendUnavailable, match="chroma run"):
         Dossier(settings).collections()

@@ -32,7 +32,8 @@ def test_search_is_hybrid_and_sorted(seed_engine: Dossier) -> None:
 
 
 def test_bm25_sees_new_documents_after_ingest(tmp_path: Path, corpus_copy: Path) -> None:
-    settings = make_settings(tmp_path)
+    # Checking the version on every request: the default (0.5 s) may serve the old one briefly.
+    settings = make_settings(tmp_path, version_check_s=0)
     engine = Dossier(settings)
     ingestor = Ingestor(settings, engine.store, engine.embedder)
     ingestor.ingest(corpus_copy, "col1")
