@@ -13,8 +13,9 @@ import pytest
 
 from dossier.engine import Dossier
 from dossier.errors import BackendUnavailable, CollectionNotFound
+from dossier.testing import wait_for_http
 from ingest.pipeline import Ingestor
-from tests.conftest import CORPUS, SEED_COLLECTION, make_settings, wait_for_http
+from tests.conftest import CORPUS, SEED_COLLECTION, make_settings
 
 CHROMA = Path(sys.executable).parent / "chroma"
 pytestmark = [

@@ -22,8 +22,8 @@ from dossier.llm import LLMAnswerer, MarkerFilter, build_messages, parse_answer,
 from dossier.models import Answer, Passage, ScoredPassage
 from dossier.settings import Settings
 from dossier.support import OfflineSupportScorer
+from dossier.testing import LiveServer
 from service.app import create_app
-from tests.conftest import LiveServer
 from tests.fake_llm import FakeState, Step, create_fake_app
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
