@@ -25,16 +25,21 @@ from dossier.settings import Settings
 log = logging.getLogger(__name__)
 
 DOCS_SUFFIX = "__docs"
-COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,54}[a-z0-9]$")
+# Letters and digits, single separators between them: no "..", no "__" (so never the
+# "__docs" suffix), 3-56 characters. The HTTP schema publishes this same pattern, so a
+# name it accepts is never refused here; it needs no look-around for that reason.
+COLLECTION_NAME = re.compile(r"^[a-z0-9](?:[._-]?[a-z0-9])+$")
+COLLECTION_NAME_LENGTH = (3, 56)
 EMBEDDER_KEY = "dossier:embedder"
 VERSION_KEY = "dossier:version"
 
 
 def validate_collection_name(name: str) -> str:
-    if not COLLECTION_NAME.match(name) or ".." in name or name.endswith(DOCS_SUFFIX):
+    lo, hi = COLLECTION_NAME_LENGTH
+    if not (lo <= len(name) <= hi and COLLECTION_NAME.match(name)):
         raise InvalidInput(
-            f"Invalid collection name {name!r}: use 3-56 lowercase letters, digits, '.', '_' or "
-            "'-', starting and ending with a letter or digit."
+            f"Invalid collection name {name!r}: use 3-56 lowercase letters and digits, with "
+            "single '.', '_' or '-' between them (e.g. news-bbc)."
         )
     return name
 

@@ -188,6 +188,7 @@ def documents(
 
 @v1.get(
     "/documents/{doc_id}",
+    operation_id="get_document",
     summary="One document: cleaned text and metadata",
     responses=errors_doc(404, 409),
 )

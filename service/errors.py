@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,9 +77,30 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    # Keep the exception's headers: Starlette puts `Allow` on its 405s.
-    kind = "method_not_allowed" if exc.status_code == 405 else "http_error"
-    return _body(kind, str(exc.detail), exc.status_code, exc.headers)
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path only; a path
+        # served by several routes (GET and POST /v1/collections) must list them all.
+        allow = ", ".join(sorted(_allowed(request.app, request.url.path)))
+        return _body(
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}; use {allow}.",
+            405,
+            {"Allow": allow},
+        )
+    return _body("http_error", str(exc.detail), exc.status_code, exc.headers)
+
+
+def _allowed(app: FastAPI, path: str) -> set[str]:
+    """The methods the OpenAPI schema documents for ``path`` (the contract clients see)."""
+    methods: set[str] = set()
+    for template, ops in app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in ops if m in _HTTP_METHODS}
+    return methods
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -108,8 +130,9 @@ DESCRIPTIONS = {
     503: "A backend or model is unavailable.",
     504: "The answer took longer than the answer timeout.",
 }
-# Statuses any /v1 route can return: auth, rate limit, body size, malformed request, backend.
-COMMON = (401, 413, 422, 429, 503)
+# Statuses any /v1 route can return: unparseable body, auth, body size, malformed request,
+# rate limit, backend.
+COMMON = (400, 401, 413, 422, 429, 503)
 
 
 def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dossier.errors import CollectionNotFound
 from service.auth import PrincipalDep
@@ -44,7 +44,7 @@ class FeedbackCreate(BaseModel):
     collection: str | None = None
     answer: str = Field(max_length=20000, description="The answer text that was rated.")
     answerer: str | None = None
-    refused: bool = False
+    refused: StrictBool = False
     citations: list[str] = Field(
         default_factory=list, description="passage_ids of the answer's citations, in order."
     )

@@ -311,11 +311,47 @@ UPSERT_DOC = (
 )
 
 
+COLLECTION_LINKS = {
+    "links": {
+        "UpsertIntoIt": {
+            "operationId": "upsert_documents",
+            "parameters": {"name": "$response.body#/name"},
+        },
+        "DeleteIt": {
+            "operationId": "delete_collection",
+            "parameters": {"name": "$response.body#/name"},
+        },
+    }
+}
+UPSERT_LINKS = {
+    "links": {
+        "GetDocument": {
+            "operationId": "get_document",
+            "parameters": {
+                "doc_id": "$response.body#/documents/0/doc_id",
+                "collection": "$request.path.name",
+            },
+        },
+        "DeleteDocument": {
+            "operationId": "delete_document",
+            "parameters": {
+                "name": "$request.path.name",
+                "doc_id": "$response.body#/documents/0/doc_id",
+            },
+        },
+    }
+}
+JOB_LINKS = {
+    "links": {"GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}}}
+}
+
+
 @router.post(
     "/collections",
     status_code=201,
+    operation_id="create_collection",
     summary="Create an empty collection (write keys, within their scope)",
-    responses=errors_doc(403, 404, 409),
+    responses={201: COLLECTION_LINKS, **errors_doc(403, 404, 409)},
 )
 def create_collection(
     body: CollectionCreate, request: Request, principal: PrincipalDep
@@ -334,6 +370,7 @@ def create_collection(
 @router.delete(
     "/collections/{name}",
     status_code=204,
+    operation_id="delete_collection",
     summary="Delete a collection with all its documents (write keys, within their scope)",
     responses=errors_doc(403, 404, 409),
 )
@@ -350,9 +387,11 @@ def delete_collection(name: CollectionName, request: Request, principal: Princip
     "/collections/{name}/documents",
     summary="Add or update documents given as JSON (created with the collection if needed)",
     response_model=IngestResultPublic,
+    operation_id="upsert_documents",
     description=UPSERT_DOC,
     responses={
-        202: {"model": JobPublic, "description": "Queued as a job."},
+        200: UPSERT_LINKS,
+        202: {"model": JobPublic, "description": "Queued as a job.", **JOB_LINKS},
         **errors_doc(403, 404, 409),
     },
 )
@@ -389,6 +428,7 @@ def upsert_documents(
     "/collections/{name}/files",
     summary="Add or update documents uploaded as files (.md, .txt, .html)",
     response_model=IngestResultPublic,
+    operation_id="upsert_files",
     description=UPSERT_DOC + " Each file goes through the same checks as `dossier ingest`: "
     "size limit, binary detection, front matter; a bad file is reported, the rest go on.",
     responses={
@@ -400,7 +440,7 @@ async def upsert_files(
     name: CollectionName,
     request: Request,
     principal: PrincipalDep,
-    files: Annotated[list[UploadFile], File(description="One or more article files.")],
+    files: Annotated[list[UploadFile], File(description="Article files; none is a no-op.")] = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> IngestResultPublic | JSONResponse:
     principal.check(name, "write")
     ing = _ingestion(request)
@@ -428,6 +468,7 @@ async def upsert_files(
 @router.delete(
     "/collections/{name}/documents/{doc_id}",
     status_code=204,
+    operation_id="delete_document",
     summary="Delete one document and its passages",
     responses=errors_doc(403, 404, 409),
 )
@@ -445,6 +486,7 @@ def delete_document(
 
 @router.get(
     "/jobs/{job_id}",
+    operation_id="get_job",
     summary="Progress of a background ingestion job: counts, ETA, and the result when done",
     responses=errors_doc(404),
 )

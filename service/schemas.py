@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
 # The schema's bounds are the hard caps of the settings DOSSIER_MAX_QUESTION_CHARS and
@@ -37,7 +37,7 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(
         default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
     )
-    stream: bool = Field(
+    stream: StrictBool = Field(
         default=False,
         description="Answer with server-sent events: passages, text deltas, citations, done.",
     )
