@@ -61,7 +61,8 @@ def _run(url: str, out: Path, *args: str) -> tuple[subprocess.CompletedProcess[s
         str(report),
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    # Run in the temp dir: schemathesis keeps a cache folder in its working directory.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=out)
     return proc, _cases(proc.stdout)
 
 
