@@ -365,4 +365,5 @@ def test_default_extractive_answerer_streams_too(api_url: str) -> None:
 
 def test_stream_with_bad_input_is_a_plain_4xx(api_url: str) -> None:
     r = httpx.post(f"{api_url}/v1/ask", json={"question": " ", "stream": True}, timeout=30)
-    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_input"
+    # A blank question breaks the schema (pattern \S): 422, before any stream opens.
+    assert r.status_code == 422 and r.json()["error"]["type"] == "invalid_input"
