@@ -48,7 +48,7 @@ def bench_ingest(work: Path, limit: int | None) -> dict[str, Any]:
     if limit:
         # A fixed subset, copied so the ingest sees a plain folder.
         source = work / "bbc-subset"
-        for path in discover(BBC)[:limit]:
+        for path in discover(BBC).files[:limit]:
             dest = source / path.relative_to(BBC)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(path.read_bytes())

@@ -29,10 +29,10 @@ from dossier.engine import Dossier, _extractive
 from dossier.llm import LLMAnswerer, LLMFailure
 from dossier.settings import Settings
 from dossier.support import OfflineSupportScorer
+from dossier.testing import LiveServer
 from evals.loaders import load_suite
 from evals.runner import run_suite
 from service.app import create_app
-from tests.conftest import LiveServer
 
 _CACHE: dict[str, tuple[str | None, str | None, int]] = {}  # prompt -> (text, failure, n)
 

@@ -174,6 +174,12 @@ class Dossier:
         )
 
     # -- validation ----------------------------------------------------------
+    def forget(self, name: str) -> None:
+        """Drop what this engine cached about a collection (after it was deleted)."""
+        self._opened.discard(name)
+        if "lexical" in self.__dict__:  # only if the BM25 retriever was built
+            self.lexical.indexes.forget(name)
+
     def collection(self, name: str | None) -> str:
         name = name or self.settings.default_collection
         if name not in self._opened:

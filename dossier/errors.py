@@ -5,14 +5,21 @@
     DossierError
     ├── InvalidInput            the caller sent something unusable (400/422)
     │   └── UnsupportedDocument a file that cannot be read as an article
+    │       └── FileTooLarge    over the per-file size limit (skipped, 413 over HTTP)
     ├── NotFound                (404)
     │   ├── CollectionNotFound
     │   └── DocumentNotFound
     ├── EmbedderMismatch        a collection built with another embedder (409)
+    ├── CollectionExists        creating a collection that is already there (409)
+    ├── NotAuthenticated        no, unknown or revoked API key (401)
+    ├── PermissionDenied        the key's role does not allow this (403)
+    ├── RateLimited             over the caller's request rate (429, with Retry-After)
+    ├── PayloadTooLarge         a request body over the limit (413)
     ├── ConfigurationError      settings or an install step are wrong (500, with how to fix)
     │   └── ModelNotInstalled
     └── BackendUnavailable      a store or model endpoint cannot be reached (503)
-        └── LLMFailure          (dossier.chat) an OpenAI-compatible call failed after retries
+        ├── LLMFailure          (dossier.chat) an OpenAI-compatible call failed after retries
+        └── AnswerTimeout       answering took longer than the limit (504)
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ class InvalidInput(DossierError):
 
 class UnsupportedDocument(InvalidInput):
     pass
+
+
+class FileTooLarge(UnsupportedDocument):
+    def __init__(self, name: object, size: int, limit: int) -> None:
+        super().__init__(
+            f"{name}: {size / 1e6:.1f} MB is over the {limit / 1e6:.1f} MB per-file limit "
+            "(DOSSIER_INGEST_MAX_FILE_MB); skipped."
+        )
+        self.size = size
+        self.limit = limit
 
 
 class NotFound(DossierError):
@@ -54,6 +71,32 @@ class EmbedderMismatch(DossierError):
     pass
 
 
+class CollectionExists(DossierError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Collection {name!r} already exists; upsert documents into it.")
+        self.name = name
+
+
+class NotAuthenticated(DossierError):
+    pass
+
+
+class PermissionDenied(DossierError):
+    pass
+
+
+class RateLimited(DossierError):
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = max(1, int(retry_after_s + 0.999))
+        super().__init__(
+            f"Too many requests; retry after {self.retry_after_s} s (see the Retry-After header)."
+        )
+
+
+class PayloadTooLarge(DossierError):
+    pass
+
+
 class ConfigurationError(DossierError):
     pass
 
@@ -63,4 +106,8 @@ class ModelNotInstalled(ConfigurationError):
 
 
 class BackendUnavailable(DossierError):
+    pass
+
+
+class AnswerTimeout(BackendUnavailable):
     pass

@@ -423,6 +423,12 @@ class LexicalIndexes:
         self._checked[collection] = (now, tag)
         return tag
 
+    def forget(self, collection: str) -> None:
+        """Drop the mapped index and version check of a deleted collection."""
+        with self._guard:
+            self._current.pop(collection, None)
+            self._checked.pop(collection, None)
+
     def get(self, collection: str) -> LexicalIndex:
         tag = self._tag(collection)
         current = self._current.get(collection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,15 @@ DEFAULT_BOILERPLATE = [
 ]
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOSSIER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -33,7 +43,7 @@ class Settings(BaseSettings):
     default_collection: str = "albania-iran"
 
     # Storage: an embedded Chroma on disk, or a `chroma run` server.
-    store: Literal["chroma-persistent", "chroma-http"] = "chroma-persistent"
+    store: Literal["chroma-persistent", "chroma-http", "memory"] = "chroma-persistent"
     chroma_host: str = "127.0.0.1"
     chroma_port: int = 8000
 
@@ -51,13 +61,17 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=200, ge=32, le=2048, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=30, ge=0, le=512)
     boilerplate_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_BOILERPLATE))
+    ingest_max_file_mb: float = Field(
+        default=5.0, gt=0, description="Larger files are skipped, with a message saying so."
+    )
     ingest_group_chunks: int = Field(
         default=256, ge=1, description="Chunks embedded and committed together."
     )
 
     # Retrieval and answering.
     top_k: int = Field(default=5, ge=1, le=50)
-    max_top_k: int = Field(default=50, ge=1)
+    # Upper bounds of the API schema (service.schemas): these may be lowered, not raised.
+    max_top_k: int = Field(default=50, ge=1, le=50)
     candidate_k: int = Field(default=40, ge=1, description="Per-retriever depth before fusion.")
     dense_weight: float = Field(default=0.6, ge=0.0, le=1.0)
     fusion: Literal["zscore", "relative", "rrf"] = "zscore"
@@ -73,7 +87,7 @@ class Settings(BaseSettings):
         default=20, ge=0, description="Fused candidates re-scored by sentence."
     )
     rerank_weight: float = Field(default=2.0, ge=0, description="0 turns sentence re-scoring off.")
-    max_question_chars: int = Field(default=1000, ge=10)
+    max_question_chars: int = Field(default=1000, ge=10, le=1000)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     # The default answerer's learned model; None is the artefact shipped in dossier/data/.
     answer_model_path: Path | None = None
@@ -121,14 +135,44 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8900
     ui_port: int = 8501
+    # API keys (`dossier keys create`): None means on whenever `host` is not loopback, so
+    # the zero-config embedded default stays open on 127.0.0.1 only. Off beyond loopback
+    # is refused at start-up.
+    auth: bool | None = None
+    # Token bucket per API key (per client IP without one): a burst, refilled at this rate.
+    rate_limit_per_minute: float = Field(default=600.0, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    max_body_mb: float = Field(default=20.0, gt=0, description="Larger requests get 413.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API; none by default.",
+    )
+    answer_timeout_s: float = Field(
+        default=60.0, gt=0, description="An answer that takes longer gets 504."
+    )
+    # Background ingestion jobs over HTTP.
+    ingest_sync_max_documents: int = Field(
+        default=20, ge=1, description="Larger upsert batches run as a background job."
+    )
 
     # Streamlit UI: it reaches the service only over HTTP, at this URL.
     api_url: str = "http://127.0.0.1:8900"
     ui_timeout_s: float = Field(default=20.0, gt=0, description="Longest wait for one answer.")
+    ui_api_key: SecretStr | None = Field(
+        default=None, description="The key the UI sends, when the API requires one."
+    )
     evals_reports_dir: Path = Field(
         default=Path("evals/reports"),
         description="Holds <suite>/report.json from the evals runner.",
     )
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth if self.auth is not None else not is_loopback(self.host)
+
+    @property
+    def ingest_max_file_bytes(self) -> int:
+        return int(self.ingest_max_file_mb * 1_000_000)
 
     @property
     def chroma_path(self) -> Path:

@@ -1,4 +1,4 @@
-"""What ``dossier eval`` does; ``dossier.cli`` only parses options and calls :func:`run`."""
+"""What ``dossier eval`` does; ``service.cli`` only parses options and calls :func:`run`."""
 
 from __future__ import annotations
 

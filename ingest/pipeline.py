@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.embeddings import embed_array, embedder_id
-from dossier.errors import DossierError, InvalidInput
+from dossier.errors import DossierError, FileTooLarge, InvalidInput
 from dossier.lexical import save_current
 from dossier.models import Document, DocumentInfo, Passage
 from dossier.settings import Settings
@@ -37,7 +37,7 @@ from dossier.store import PassageStore, StoredDocument, validate_collection_name
 from dossier.text import digest, indexed_text, normalized
 from ingest.chunking import Chunker
 from ingest.cleaning import Cleaner
-from ingest.loaders import discover, load
+from ingest.loaders import RawArticle, discover, load, short_title
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class IngestReport:
     removed: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Not read on purpose (too large, a symlink leaving the folder), each with its reason.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     chunks_embedded: int = 0
     chunks_deleted: int = 0
     chunks_total: int = 0
@@ -69,7 +71,8 @@ class IngestReport:
         return (
             f"{self.collection}: {self.added} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.removed} removed, "
-            f"{len(self.duplicates)} duplicate, {len(self.failed)} failed documents; "
+            f"{len(self.duplicates)} duplicate, {len(self.failed)} failed, "
+            f"{len(self.skipped)} skipped documents; "
             f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
             f"{self.chunks_total} in the index; {self.seconds:.2f} s, "
             f"{self.chunks_per_s:.1f} chunks/s"
@@ -102,17 +105,26 @@ class Ingestor:
 
     # -- reading -----------------------------------------------------------
     def read(self, root: Path, collection: str, path: Path) -> Document:
-        raw = load(path)
+        raw = load(path, self.settings.ingest_max_file_bytes)
+        rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+        folder_tags = []
+        if root.is_dir() and len(path.relative_to(root).parts) > 1:
+            folder_tags = [path.relative_to(root).parts[0]]  # e.g. the BBC's category folders
+        return self.document(collection, rel, raw, folder_tags)
+
+    def document(
+        self, collection: str, source_path: str, raw: RawArticle, extra_tags: Sequence[str] = ()
+    ) -> Document:
+        """A cleaned, hashed Document from a loaded article; its id is its source path."""
         text = self.cleaner.clean(raw.text)
         if not text:
-            raise InvalidInput(f"{path}: no text left after cleaning.")
-        rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            raise InvalidInput(f"{source_path}: no text left after cleaning.")
+        rel = source_path
         meta = raw.meta
         tags = meta.get("tags") or []
         if isinstance(tags, str):
             tags = [tags]
-        if root.is_dir() and len(path.relative_to(root).parts) > 1:
-            tags = [*tags, path.relative_to(root).parts[0]]  # e.g. the BBC's category folders
+        tags = [*tags, *extra_tags]
         published = meta.get("published") or meta.get("date")
         fields = {
             "publisher": meta.get("publisher"),
@@ -124,10 +136,15 @@ class Ingestor:
             doc_id=digest(collection, rel),
             collection=collection,
             source_path=rel,
-            title=raw.title,
+            title=short_title(raw.title),
             text=text,
             content_hash=digest(
-                self.signature, raw.title, text, repr(sorted(fields.items())), repr(tags), size=32
+                self.signature,
+                short_title(raw.title),
+                text,
+                repr(sorted(fields.items())),
+                repr(tags),
+                size=32,
             ),
             tags=tuple(str(t) for t in tags),
             publisher=_opt_str(fields["publisher"]),
@@ -145,13 +162,53 @@ class Ingestor:
         report = IngestReport(collection=collection)
         self.store.open_collection(collection, embedder_id(self.embedder), create=True)
 
+        found = discover(root)
+        for where, why in found.skipped:
+            log.warning("skipped %s: %s", where, why)
+        report.skipped.extend(found.skipped)
         docs: list[Document] = []
-        for path in discover(root):
+        for path in found.files:
             try:
                 docs.append(self.read(root, collection, path))
+            except FileTooLarge as exc:
+                log.warning("skipped %s", exc)
+                report.skipped.append((str(path), str(exc)))
             except (DossierError, OSError) as exc:
-                log.error("skipped %s: %s", path, exc)
+                log.error("failed %s: %s", path, exc)
                 report.failed.append((str(path), str(exc)))
+        return self.sync(collection, docs, report, remove_missing=True, started=started)
+
+    def upsert(
+        self,
+        collection: str,
+        docs: Sequence[Document],
+        report: IngestReport | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Add or update these documents, leaving the collection's others alone.
+
+        ``report`` may carry failures found before (files that did not parse);
+        ``progress`` is called with the number of documents each step finished.
+        """
+        started = time.perf_counter()
+        validate_collection_name(collection)
+        report = report or IngestReport(collection=collection)
+        self.store.open_collection(collection, embedder_id(self.embedder), create=True)
+        return self.sync(
+            collection, docs, report, remove_missing=False, started=started, progress=progress
+        )
+
+    def sync(
+        self,
+        collection: str,
+        docs: Sequence[Document],
+        report: IngestReport,
+        *,
+        remove_missing: bool,
+        started: float,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Make the store hold ``docs``; with ``remove_missing``, only them (a folder sync)."""
         canonical, duplicates = self._dedupe(docs)
         report.duplicates = [(d.source_path, canonical[c].source_path) for d, c in duplicates]
 
@@ -161,7 +218,7 @@ class Ingestor:
             by_doc.setdefault(doc_id, set()).add(pid)
         present = {doc_id: len(pids) for doc_id, pids in by_doc.items()}
         wanted = {d.doc_id for d in canonical.values()}
-        gone = [doc_id for doc_id in records if doc_id not in wanted]
+        gone = [doc_id for doc_id in records if doc_id not in wanted] if remove_missing else []
         # Passages with no record and no document to come are leftovers of a killed run.
         orphans = [doc_id for doc_id in present if doc_id not in records and doc_id not in wanted]
         if gone or orphans:
@@ -176,6 +233,9 @@ class Ingestor:
         todo: list[tuple[Document, bool]] = []
         for doc in canonical.values():
             record = records.get(doc.doc_id)
+            if record is not None and not remove_missing and record.duplicates:
+                # An upsert sees only its batch: aliases found by earlier runs stay.
+                dup_paths[doc.doc_id] = sorted({*record.duplicates, *dup_paths.get(doc.doc_id, [])})
             aliases = tuple(dup_paths.get(doc.doc_id, ()))
             if (
                 record is not None
@@ -187,7 +247,9 @@ class Ingestor:
                 continue
             todo.append((doc, record is None))
 
-        with _bar(len(todo), collection) as bar:
+        if progress is not None:
+            progress(len(docs) - len(todo))  # unchanged and duplicate documents are done
+        with _bar(len(todo), collection, progress) as bar:
             self._run_groups(collection, todo, by_doc, dup_paths, report, bar)
         self._save_lexical(collection, report.changed)
         report.chunks_total = (
@@ -227,11 +289,22 @@ class Ingestor:
                 canonical[key] = doc
         return canonical, duplicates
 
-    def _groups(self, todo: Sequence[tuple[Document, bool]]) -> Iterator[list[_Planned]]:
+    def _groups(
+        self, todo: Sequence[tuple[Document, bool]], report: IngestReport
+    ) -> Iterator[list[_Planned]]:
         group: list[_Planned] = []
         size = 0
         for doc, is_new in todo:
-            item = _Planned(doc, self.chunker.chunk(doc), is_new)
+            try:
+                passages = self.chunker.chunk(doc)
+            except Exception as exc:  # one bad document must not end everyone else's run
+                log.exception("chunking %s failed", doc.source_path)
+                report.failed.append((doc.source_path, f"chunking failed: {exc}"))
+                continue
+            if not passages:
+                report.failed.append((doc.source_path, "no passages after chunking"))
+                continue
+            item = _Planned(doc, passages, is_new)
             group.append(item)
             size += len(item.passages)
             if size >= self.settings.ingest_group_chunks:
@@ -255,7 +328,7 @@ class Ingestor:
         Chroma writes overlap with embedding instead of adding to it. Groups are
         still written one at a time and in order, each passages-then-records.
         """
-        groups = self._groups(todo)
+        groups = self._groups(todo, report)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
             upcoming: Future[list[_Planned] | None] = pool.submit(next, groups, None)
             writing: Future[None] | None = None
@@ -364,9 +437,15 @@ def _centroid(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 class _Bar:
-    """tqdm on a terminal; silent in CI and in pipes, where the summary line is enough."""
+    """tqdm on a terminal; silent in CI and in pipes, where the summary line is enough.
 
-    def __init__(self, total: int, collection: str) -> None:
+    ``progress`` (an HTTP job's counter) hears of every step either way.
+    """
+
+    def __init__(
+        self, total: int, collection: str, progress: Callable[[int], None] | None = None
+    ) -> None:
+        self._progress = progress
         self._tqdm = None
         if _progress_enabled() and total:
             from tqdm import tqdm
@@ -376,6 +455,8 @@ class _Bar:
             )
 
     def update(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress(n)
         if self._tqdm is not None:
             self._tqdm.update(n)
 
@@ -387,5 +468,5 @@ class _Bar:
             self._tqdm.close()
 
 
-def _bar(total: int, collection: str) -> _Bar:
-    return _Bar(total, collection)
+def _bar(total: int, collection: str, progress: Callable[[int], None] | None = None) -> _Bar:
+    return _Bar(total, collection, progress)

@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dossier import __version__
 from dossier.engine import Dossier
+from dossier.errors import AnswerTimeout, ConfigurationError
 from dossier.models import Answer, ScoredPassage
-from dossier.settings import Settings, get_settings
-from service import errors, feedback
+from dossier.settings import Settings, get_settings, is_loopback
+from service import errors, feedback, ingestion
+from service.auth import PrincipalDep, TokenBuckets, scoped
+from service.errors import errors_doc
+from service.keys import KEYS_FILE, KeyStore
+from service.limits import BodySizeLimit, cors_options
 from service.schemas import (
     EXAMPLE_QUESTION,
+    MAX_QUESTION_CHARS,
+    MAX_TOP_K,
+    NOT_BLANK,
     AnswerPublic,
     AskRequest,
     CollectionPublic,
     DocumentDetailPublic,
     DocumentPublic,
-    ErrorPublic,
     HealthPublic,
     PassagePublic,
     SearchPublic,
@@ -32,14 +42,7 @@ from service.schemas import (
 from service.streaming import STREAM_DOC, sse_events
 
 log = logging.getLogger(__name__)
-
-ERRORS = {
-    400: {"model": ErrorPublic, "description": "Bad input; the message says what to fix."},
-    404: {"model": ErrorPublic, "description": "Unknown collection or document."},
-    409: {"model": ErrorPublic, "description": "Collection built with another embedder."},
-    422: {"model": ErrorPublic, "description": "Malformed request."},
-    503: {"model": ErrorPublic, "description": "A backend or model is unavailable."},
-}
+T = TypeVar("T")
 
 
 def get_dossier(request: Request) -> Dossier:
@@ -48,6 +51,25 @@ def get_dossier(request: Request) -> Dossier:
 
 
 DossierDep = Annotated[Dossier, Depends(get_dossier)]
+
+
+def answer_within(request: Request, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on the answer pool; 504 when it takes longer than the answer timeout.
+
+    The work itself cannot be interrupted from here (an LLM call has its own timeout), so
+    the pool is bounded and a late result is dropped.
+    """
+    settings: Settings = request.app.state.settings
+    pool: ThreadPoolExecutor = request.app.state.answer_pool
+    future = pool.submit(fn)
+    try:
+        return future.result(timeout=settings.answer_timeout_s)
+    except FutureTimeout:
+        future.cancel()
+        raise AnswerTimeout(
+            f"No answer within {settings.answer_timeout_s:g} s (DOSSIER_ANSWER_TIMEOUT_S); "
+            "try again, or ask a narrower question."
+        ) from None
 
 
 def passage_public(sp: ScoredPassage) -> PassagePublic:
@@ -80,20 +102,27 @@ def answer_public(a: Answer) -> AnswerPublic:
     )
 
 
-v1 = APIRouter(prefix="/v1", responses=ERRORS)  # type: ignore[arg-type]
+v1 = APIRouter(prefix="/v1")
 
 
 @v1.post(
     "/ask",
     summary="Answer a question with cited passages, or refuse",
     response_model=AnswerPublic,
-    responses={200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
+        **errors_doc(400, 404, 409, 504),
+    },
 )
-def ask(body: AskRequest, dossier: DossierDep, request: Request) -> AnswerPublic | Response:
+def ask(
+    body: AskRequest, dossier: DossierDep, request: Request, principal: PrincipalDep
+) -> AnswerPublic | Response:
+    name = scoped(principal, dossier, body.collection, "read")
     if not body.stream:
-        return answer_public(dossier.ask(body.question, body.collection, body.top_k))
+        answer = answer_within(request, lambda: dossier.ask(body.question, name, body.top_k))
+        return answer_public(answer)
     # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
-    retrieved = dossier.retrieve(body.question, body.collection, body.top_k)
+    retrieved = answer_within(request, lambda: dossier.retrieve(body.question, name, body.top_k))
     return StreamingResponse(
         sse_events(dossier, retrieved, request),
         media_type="text/event-stream",
@@ -101,24 +130,43 @@ def ask(body: AskRequest, dossier: DossierDep, request: Request) -> AnswerPublic
     )
 
 
-@v1.get("/search", summary="Ranked passages for a query (hybrid dense + BM25)")
+@v1.get(
+    "/search",
+    summary="Ranked passages for a query (hybrid dense + BM25)",
+    responses=errors_doc(400, 404, 409),
+)
 def search(
     dossier: DossierDep,
-    q: Annotated[str, Query(description="The query.", examples=[EXAMPLE_QUESTION])],
-    collection: str | None = None,
-    k: int | None = None,
+    principal: PrincipalDep,
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_QUESTION_CHARS,
+            pattern=NOT_BLANK,
+            description="The query (not only whitespace).",
+            examples=[EXAMPLE_QUESTION],
+        ),
+    ],
+    collection: Annotated[str | None, Query(max_length=100)] = None,
+    k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="Default 5.")] = None,
 ) -> SearchPublic:
-    passages = dossier.search(q, collection, k)
-    return SearchPublic(
-        query=q,
-        collection=dossier.collection(collection),
-        passages=[passage_public(sp) for sp in passages],
-    )
+    name = scoped(principal, dossier, collection, "read")
+    passages = dossier.search(q, name, k)
+    return SearchPublic(query=q, collection=name, passages=[passage_public(sp) for sp in passages])
 
 
-@v1.get("/collections", summary="Collections with document and chunk counts")
-def collections(dossier: DossierDep) -> list[CollectionPublic]:
-    return [CollectionPublic.model_validate(c) for c in dossier.collections()]
+@v1.get(
+    "/collections",
+    summary="Collections with document and chunk counts (those the key can see)",
+    responses=errors_doc(),
+)
+def collections(dossier: DossierDep, principal: PrincipalDep) -> list[CollectionPublic]:
+    return [
+        CollectionPublic.model_validate(c)
+        for c in dossier.collections()
+        if principal.covers(c.name)
+    ]
 
 
 def _doc_public(info: object) -> dict[str, object]:
@@ -128,16 +176,28 @@ def _doc_public(info: object) -> dict[str, object]:
     return data
 
 
-@v1.get("/documents", summary="Documents of a collection (metadata only)")
-def documents(dossier: DossierDep, collection: str | None = None) -> list[DocumentPublic]:
-    return [DocumentPublic.model_validate(_doc_public(d)) for d in dossier.documents(collection)]
+@v1.get(
+    "/documents",
+    summary="Documents of a collection (metadata only)",
+    responses=errors_doc(404, 409),
+)
+def documents(
+    dossier: DossierDep, principal: PrincipalDep, collection: str | None = None
+) -> list[DocumentPublic]:
+    name = scoped(principal, dossier, collection, "read")
+    return [DocumentPublic.model_validate(_doc_public(d)) for d in dossier.documents(name)]
 
 
-@v1.get("/documents/{doc_id}", summary="One document: cleaned text and metadata")
+@v1.get(
+    "/documents/{doc_id}",
+    operation_id="get_document",
+    summary="One document: cleaned text and metadata",
+    responses=errors_doc(404, 409),
+)
 def document(
-    doc_id: str, dossier: DossierDep, collection: str | None = None
+    doc_id: str, dossier: DossierDep, principal: PrincipalDep, collection: str | None = None
 ) -> DocumentDetailPublic:
-    stored = dossier.document(doc_id, collection)
+    stored = dossier.document(doc_id, scoped(principal, dossier, collection, "read"))
     return DocumentDetailPublic.model_validate({**_doc_public(stored.info), "text": stored.text})
 
 
@@ -166,7 +226,13 @@ class WorkerHeader:
 
 def create_app(settings: Settings | None = None, dossier: Dossier | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if settings.auth is False and not is_loopback(settings.host):
+        raise ConfigurationError(
+            f"DOSSIER_AUTH=false with DOSSIER_HOST={settings.host}: an API reachable beyond "
+            "loopback must authenticate. Unset DOSSIER_AUTH, or bind to 127.0.0.1."
+        )
     engine = dossier or Dossier(settings)
+    answer_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="answer")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -176,6 +242,8 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
         except Exception as exc:  # a broken backend must still let /healthz answer
             log.warning("warm-up failed: %s", exc)
         yield
+        answer_pool.shutdown(wait=False, cancel_futures=True)
+        ingest_jobs.shutdown()
 
     app = FastAPI(
         title="Dossier",
@@ -185,11 +253,23 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     )
     app.state.dossier = engine
     app.add_middleware(WorkerHeader)
+    app.state.settings = settings
+    app.state.answer_pool = answer_pool
+    app.state.auth_required = settings.auth_required
+    app.state.keys = KeyStore(settings.data_dir / KEYS_FILE)
+    app.state.rate_limiter = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
     errors.install(app)
     app.include_router(v1)
     feedback.install(app, settings.data_dir)
+    ingest_jobs = ingestion.install(app, settings, engine)
+    # Outermost last: the size limit runs before CORS and before any route reads the body.
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+    app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_body_mb * 1_000_000))
+    if settings.auth_required:
+        log.info("API keys required (host %s)", settings.host)
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness (never needs a key)")
     def healthz() -> HealthPublic:
         return HealthPublic(status="ok", version=__version__)
 

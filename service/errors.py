@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,16 +13,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dossier import errors
+from service.schemas import ErrorPublic
 
 log = logging.getLogger(__name__)
 
 # Most specific first: the first matching class decides the status.
 STATUS: list[tuple[type[errors.DossierError], int, str]] = [
+    (errors.FileTooLarge, 413, "file_too_large"),
     (errors.InvalidInput, 400, "invalid_input"),
+    (errors.NotAuthenticated, 401, "not_authenticated"),
+    (errors.PermissionDenied, 403, "permission_denied"),
     (errors.CollectionNotFound, 404, "collection_not_found"),
     (errors.DocumentNotFound, 404, "document_not_found"),
     (errors.NotFound, 404, "not_found"),
     (errors.EmbedderMismatch, 409, "embedder_mismatch"),
+    (errors.CollectionExists, 409, "collection_exists"),
+    (errors.PayloadTooLarge, 413, "payload_too_large"),
+    (errors.RateLimited, 429, "rate_limited"),
+    (errors.AnswerTimeout, 504, "answer_timeout"),
     (errors.ModelNotInstalled, 503, "model_not_installed"),
     (errors.ConfigurationError, 503, "configuration_error"),
     (errors.BackendUnavailable, 503, "backend_unavailable"),
@@ -27,16 +38,31 @@ STATUS: list[tuple[type[errors.DossierError], int, str]] = [
 ]
 
 
-def _body(kind: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+def _body(
+    kind: str, message: str, status: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"type": kind, "message": message}},
+        headers=dict(headers) if headers else None,
+    )
+
+
+def _headers(exc: errors.DossierError) -> dict[str, str]:
+    if isinstance(exc, errors.NotAuthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, errors.RateLimited):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return {}
 
 
 def _dossier_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DossierError)
     for cls, status, kind in STATUS:
         if isinstance(exc, cls):
             if status >= 500:
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
-            return _body(kind, str(exc), status)
+            return _body(kind, str(exc), status, _headers(exc))
     raise AssertionError("unreachable: DossierError is last in STATUS")
 
 
@@ -51,7 +77,30 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return _body("http_error", str(exc.detail), exc.status_code)
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path only; a path
+        # served by several routes (GET and POST /v1/collections) must list them all.
+        allow = ", ".join(sorted(_allowed(request.app, request.url.path)))
+        return _body(
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}; use {allow}.",
+            405,
+            {"Allow": allow},
+        )
+    return _body("http_error", str(exc.detail), exc.status_code, exc.headers)
+
+
+def _allowed(app: FastAPI, path: str) -> set[str]:
+    """The methods the OpenAPI schema documents for ``path`` (the contract clients see)."""
+    methods: set[str] = set()
+    for template, ops in app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in ops if m in _HTTP_METHODS}
+    return methods
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -65,3 +114,42 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+# What each status means for a caller; every route documents the ones it can return.
+DESCRIPTIONS = {
+    400: "Bad input; the message says what to fix.",
+    401: "No API key, or an unknown or revoked one (only when the API requires keys).",
+    403: "The key's role does not allow this operation.",
+    404: "Unknown collection or document (or one outside the key's scope).",
+    405: "Method not allowed on this path; the Allow header lists the allowed ones.",
+    409: "Collection built with another embedder, or (on create) already there.",
+    413: "Request body (or an uploaded file) over the size limit.",
+    422: "Malformed request: wrong JSON, a missing or unknown field, a value out of range.",
+    429: "Over this caller's rate limit; retry after the Retry-After header's seconds.",
+    503: "A backend or model is unavailable.",
+    504: "The answer took longer than the answer timeout.",
+}
+# Statuses any /v1 route can return: unparseable body, auth, body size, malformed request,
+# rate limit, backend.
+COMMON = (400, 401, 413, 422, 429, 503)
+
+
+def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these statuses plus the common ones, with the error body."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, *COMMON}):
+        entry: dict[str, Any] = {"model": ErrorPublic, "description": DESCRIPTIONS[status]}
+        if status == 429:
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds until a request will be accepted.",
+                    "schema": {"type": "integer"},
+                }
+            }
+        if status == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}
+            }
+        out[status] = entry
+    return out

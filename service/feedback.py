@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from dossier.errors import CollectionNotFound
+from service.auth import PrincipalDep
+from service.errors import errors_doc
 
 FEEDBACK_FILE = "feedback.sqlite3"
 
@@ -40,7 +44,7 @@ class FeedbackCreate(BaseModel):
     collection: str | None = None
     answer: str = Field(max_length=20000, description="The answer text that was rated.")
     answerer: str | None = None
-    refused: bool = False
+    refused: StrictBool = False
     citations: list[str] = Field(
         default_factory=list, description="passage_ids of the answer's citations, in order."
     )
@@ -129,15 +133,31 @@ def install(app: FastAPI, data_dir: Path) -> None:
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 
-@router.post("/feedback", status_code=201, summary="Record thumbs up/down on an answer")
-def post_feedback(body: FeedbackCreate, request: Request) -> FeedbackPublic:
+@router.post(
+    "/feedback",
+    status_code=201,
+    summary="Record thumbs up/down on an answer",
+    responses=errors_doc(404),
+)
+def post_feedback(
+    body: FeedbackCreate, request: Request, principal: PrincipalDep
+) -> FeedbackPublic:
+    if body.collection is not None and not principal.covers(body.collection):
+        raise CollectionNotFound(body.collection)
     return feedback_store(request).add(body)
 
 
-@router.get("/feedback", summary="Recorded feedback, newest first, for curators")
+@router.get(
+    "/feedback",
+    summary="Recorded feedback, newest first, for curators (admin keys)",
+    responses=errors_doc(403),
+)
 def get_feedback(
     request: Request,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     rating: Literal["up", "down"] | None = None,
 ) -> list[FeedbackPublic]:
+    # Comments are other users' words: only curators (admin keys) read them.
+    principal.require("admin")
     return feedback_store(request).recent(limit, rating)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
+# The schema's bounds are the hard caps of the settings DOSSIER_MAX_QUESTION_CHARS and
+# DOSSIER_MAX_TOP_K (see dossier.settings), so a schema-valid request is never a 400 at
+# the defaults. A deployment that lowers a setting answers 400 above its own limit.
+MAX_QUESTION_CHARS = 1000
+MAX_TOP_K = 50
+NOT_BLANK = r"\S"
 
 
 class _Public(BaseModel):
@@ -19,10 +25,19 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(description="The question, in plain language.")
-    collection: str | None = Field(default=None, description="Defaults to the configured one.")
-    top_k: int | None = Field(default=None, description="Passages to retrieve (1..max_top_k).")
-    stream: bool = Field(
+    question: str = Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        pattern=NOT_BLANK,
+        description="The question, in plain language (not only whitespace).",
+    )
+    collection: str | None = Field(
+        default=None, max_length=100, description="Defaults to the configured one."
+    )
+    top_k: int | None = Field(
+        default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
+    )
+    stream: StrictBool = Field(
         default=False,
         description="Answer with server-sent events: passages, text deltas, citations, done.",
     )

@@ -1,20 +1,23 @@
-"""Shared fixtures: real Chroma on a temp dir, the real embedder, the real seed corpus."""
+"""Shared fixtures: real Chroma on a temp dir, the real embedder, the real seed corpus.
+
+Server helpers (LiveServer, free_port, wait_for_http) live in ``dossier.testing``.
+"""
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dossier import testing
 from dossier.engine import Dossier
 from dossier.settings import Settings
+from dossier.testing import LiveServer, free_port, wait_for_http
 from ingest.pipeline import Ingestor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,29 +29,7 @@ CHROMA = Path(sys.executable).parent / "chroma"
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp / "index", corpus_dir=CORPUS, **overrides)  # type: ignore[call-arg]
-
-
-def wait_for_http(url: str, proc: subprocess.Popen[Any], timeout: float = 60) -> bool:
-    """Poll ``url`` until it answers 2xx; False once ``proc`` has exited or time is up."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).is_success:
-                return True
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return testing.make_settings(tmp, CORPUS, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -89,42 +70,6 @@ def corpus_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "articles"
     shutil.copytree(CORPUS / SEED_COLLECTION, dest)
     return dest
-
-
-class LiveServer:
-    """uvicorn serving an app on a free loopback port, in a thread."""
-
-    def __init__(self, app: object) -> None:
-        import socket
-        import threading
-
-        import uvicorn
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")  # type: ignore[arg-type]
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -66,11 +66,11 @@ def test_search_collections_documents(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "needle"),
     [
-        ("post", "/v1/ask", {"json": {"question": "   "}}, 400, "empty"),
-        ("post", "/v1/ask", {"json": {"question": "x" * 5000}}, 400, "limit"),
+        ("post", "/v1/ask", {"json": {"question": "   "}}, 422, "question"),
+        ("post", "/v1/ask", {"json": {"question": "x" * 5000}}, 422, "at most 1000"),
         ("post", "/v1/ask", {"json": {"question": "q?", "collection": "nope"}}, 404, "nope"),
-        ("post", "/v1/ask", {"json": {"question": "q?", "top_k": 0}}, 400, "between"),
-        ("post", "/v1/ask", {"json": {"question": "q?", "top_k": 999}}, 400, "between"),
+        ("post", "/v1/ask", {"json": {"question": "q?", "top_k": 0}}, 422, "top_k"),
+        ("post", "/v1/ask", {"json": {"question": "q?", "top_k": 999}}, 422, "top_k"),
         ("post", "/v1/ask", {"json": {}}, 422, "question"),
         ("post", "/v1/ask", {"json": {"question": "q?", "topk": 3}}, 422, "topk"),
         (
@@ -80,13 +80,15 @@ def test_search_collections_documents(client: httpx.Client) -> None:
             422,
             "json",
         ),
-        ("get", "/v1/search", {"params": {"q": "x", "k": 0}}, 400, "between"),
+        ("get", "/v1/search", {"params": {"q": "x", "k": 0}}, 422, "k"),
+        ("get", "/v1/search", {"params": {"q": ""}}, 422, "q"),
         ("get", "/v1/search", {"params": {"q": "x", "k": "many"}}, 422, "k"),
         ("get", "/v1/search", {"params": {}}, 422, "q"),
         ("get", "/v1/search", {"params": {"q": "x", "collection": "Bad Name!"}}, 404, "Bad Name!"),
         ("get", "/v1/documents", {"params": {"collection": "nope"}}, 404, "nope"),
         ("get", "/v1/documents/does-not-exist", {}, 404, "does-not-exist"),
         ("get", "/v1/nothing-here", {}, 404, "not found"),
+        ("put", "/v1/ask", {}, 405, "not allowed"),
     ],
 )
 def test_bad_input_gets_a_4xx_that_says_what_to_fix(
@@ -102,6 +104,8 @@ def test_bad_input_gets_a_4xx_that_says_what_to_fix(
     err = r.json()["error"]
     assert needle.lower() in err["message"].lower()
     assert "Traceback" not in r.text
+    if status == 405:
+        assert r.headers["allow"] == "POST"
 
 
 def test_openapi_documents_the_ask_example(client: httpx.Client) -> None:

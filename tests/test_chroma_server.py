@@ -9,8 +9,9 @@ import pytest
 
 from dossier.engine import Dossier
 from dossier.errors import BackendUnavailable, CollectionNotFound
+from dossier.testing import free_port
 from ingest.pipeline import Ingestor
-from tests.conftest import CHROMA, CORPUS, SEED_COLLECTION, free_port, make_settings
+from tests.conftest import CHROMA, CORPUS, SEED_COLLECTION, make_settings
 
 pytestmark = [
     pytest.mark.slow,

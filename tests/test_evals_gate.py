@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dossier.cli import app
 from dossier.engine import Dossier
 from dossier.settings import get_settings
 from dossier.support import OfflineSupportScorer
@@ -18,6 +17,7 @@ from evals.degraded import eval_answerer
 from evals.loaders import load_seed
 from evals.reports import write_reports
 from evals.runner import SuiteResult, load_thresholds, run_suite
+from service.cli import app
 
 
 def _run(engine: Dossier, answerer: str | None = None) -> SuiteResult:

@@ -204,7 +204,7 @@ def test_killed_ingest_leaves_a_queryable_index_and_rerun_completes(tmp_path: Pa
         "DOSSIER_INGEST_GROUP_CHUNKS": "2",
         "CI": "1",
     }
-    cmd = [sys.executable, "-m", "dossier.cli", "ingest", str(folder), "--collection", "col1", "-v"]
+    cmd = [sys.executable, "-m", "service.cli", "ingest", str(folder), "--collection", "col1", "-v"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     commits = 0
     assert proc.stderr is not None

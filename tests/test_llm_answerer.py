@@ -18,12 +18,13 @@ import pytest
 
 from dossier.engine import Dossier, build_answerer
 from dossier.errors import ConfigurationError
-from dossier.llm import LLMAnswerer, MarkerFilter, build_messages, parse_answer, verify
+from dossier.llm import LLMAnswerer, MarkerFilter, build_messages
 from dossier.models import Answer, Passage, ScoredPassage
 from dossier.settings import Settings
 from dossier.support import OfflineSupportScorer
+from dossier.testing import LiveServer
+from dossier.verification import parse_answer, verify
 from service.app import create_app
-from tests.conftest import LiveServer
 from tests.fake_llm import FakeState, Step, create_fake_app
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
@@ -365,7 +366,8 @@ def test_default_extractive_answerer_streams_too(api_url: str) -> None:
 
 def test_stream_with_bad_input_is_a_plain_4xx(api_url: str) -> None:
     r = httpx.post(f"{api_url}/v1/ask", json={"question": " ", "stream": True}, timeout=30)
-    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_input"
+    # A blank question breaks the schema (pattern \S): 422, before any stream opens.
+    assert r.status_code == 422 and r.json()["error"]["type"] == "invalid_input"
 
 
 def test_the_answer_model_refuses_before_the_llm_is_called(

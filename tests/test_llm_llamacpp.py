@@ -27,9 +27,10 @@ from dossier.engine import Dossier, build_answerer
 from dossier.llm import LLMAnswerer
 from dossier.models import Answer
 from dossier.support import OfflineSupportScorer
+from dossier.testing import LiveServer, wait_for_http
 from ingest.pipeline import Ingestor
 from service.app import create_app
-from tests.conftest import CORPUS, SEED_COLLECTION, LiveServer, make_settings, wait_for_http
+from tests.conftest import CORPUS, SEED_COLLECTION, make_settings
 from tests.test_llm_answerer import QUESTION, llm_settings, read_events
 
 pytestmark = pytest.mark.slow

@@ -81,7 +81,7 @@ def test_openai_embedder_against_a_loopback_server() -> None:
     """A tiny OpenAI-compatible /v1/embeddings server on loopback; the real openai client."""
     from fastapi import FastAPI
 
-    from tests.conftest import LiveServer
+    from dossier.testing import LiveServer
 
     app = FastAPI()
     hashing = embeddings.HashingEmbedding()

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CHROMA, CORPUS, SEED_COLLECTION, free_port, wait_for_http
+from dossier.testing import free_port, wait_for_http
+from tests.conftest import CHROMA, CORPUS, SEED_COLLECTION
 
 pytestmark = pytest.mark.slow
 DOSSIER = Path(sys.executable).parent / "dossier"

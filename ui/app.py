@@ -45,7 +45,8 @@ def main() -> None:
     st.set_page_config(page_title="Dossier", page_icon="📰")
     st.html(render.CSS)
     settings = Settings()
-    client = DossierClient(settings.api_url, settings.ui_timeout_s)
+    key = settings.ui_api_key.get_secret_value() if settings.ui_api_key else None
+    client = DossierClient(settings.api_url, settings.ui_timeout_s, api_key=key)
     try:
         st.sidebar.title("Dossier")
         page = st.sidebar.radio("Page", PAGES, key="page", on_change=views.leave_source)

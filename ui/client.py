@@ -157,13 +157,17 @@ class DossierClient:
         timeout_s: float = 20.0,
         *,
         transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         # Connecting should be quick on any sane network; a long connect timeout would only
         # delay the "API unreachable" message.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     def close(self) -> None:
         self._http.close()

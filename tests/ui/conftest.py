@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,18 +11,12 @@ import pytest
 
 from dossier.engine import Dossier
 from dossier.models import Answer
+from dossier.testing import LiveServer, free_port
 from service.app import create_app
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_FILE = ROOT / "ui" / "app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class SlowAsk:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for_http
-from tests.ui.conftest import APP_FILE, ROOT, free_port
+from dossier.testing import free_port, wait_for_http
+from tests.ui.conftest import APP_FILE, ROOT
 from ui.client import DossierClient
 
 pytestmark = pytest.mark.slow

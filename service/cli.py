@@ -1,17 +1,21 @@
-"""The ``dossier`` command: ingest, serve, ask, search, eval."""
+"""The ``dossier`` command (an edge, like the HTTP app): ingest, serve, ask, search, eval."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dossier.errors import DossierError
 from dossier.settings import get_settings
+
+if TYPE_CHECKING:
+    from service.keys import KeyStore
 
 app = typer.Typer(
     help="Dossier: cited answers over a curated corpus.", no_args_is_help=True, add_completion=False
@@ -60,6 +64,9 @@ def ingest(
         typer.echo(f"  duplicate: {dup} (same text as {canonical})")
     if len(report.duplicates) > 10:
         typer.echo(f"  … and {len(report.duplicates) - 10} more duplicates")
+    # Every skip and failure, with its reason: a bad file is reported, never silently lost.
+    for skipped, reason in report.skipped:
+        typer.secho(f"  skipped: {skipped}: {reason}", fg=typer.colors.YELLOW)
     for failed, reason in report.failed:
         typer.secho(f"  failed: {failed}: {reason}", fg=typer.colors.YELLOW)
 
@@ -92,16 +99,81 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if host:
+        # The app decides whether keys are required from the address it is bound to.
+        settings = settings.model_copy(update={"host": host})
     _setup_logging(False)
+    if host:
+        # Workers build their own settings from the environment, so the bound address
+        # (which decides whether keys are required) travels there too.
+        os.environ["DOSSIER_HOST"] = host
+        get_settings.cache_clear()
     # An import string, so uvicorn can start each worker process with its own engine;
     # the workers read the same DOSSIER_* settings from the environment and .env.
     uvicorn.run(
         "service.app:create_app",
         factory=True,
-        host=host or settings.host,
+        host=settings.host,
         port=port or settings.port,
         workers=workers,
     )
+
+
+keys_app = typer.Typer(help="API keys for the HTTP API (stored hashed beside the index).")
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store() -> KeyStore:
+    from service.keys import KEYS_FILE, KeyStore
+
+    return KeyStore(get_settings().data_dir / KEYS_FILE)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for, e.g. reporting-app.")],
+    collections: Annotated[
+        str, typer.Option(help="Comma-separated collection names, or '*' for all.")
+    ],
+    role: Annotated[
+        str, typer.Option(help="read: ask/search/read; write: also ingest; admin: everything.")
+    ] = "read",
+) -> None:
+    """Create a key and print its token once; only a hash of it is stored."""
+    try:
+        key, token = _key_store().create(name, collections, role)
+    except DossierError as exc:
+        _fail(exc)
+        return
+    typer.echo(token)
+    typer.secho(
+        f"key {key.id} ({key.name}, {key.role}, collections: {','.join(key.collections)}). "
+        "Store the token now: it is not shown again.",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, name, role, collections, created, revoked."""
+    for k in _key_store().list_keys():
+        state = f"revoked {k.revoked}" if k.revoked else "active"
+        typer.echo(
+            f"{k.id}  {k.name}  {k.role}  {','.join(k.collections)}  created {k.created}  {state}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The id from `dossier keys list`.")],
+) -> None:
+    """Revoke a key; requests with it get 401 from then on."""
+    try:
+        key = _key_store().revoke(key_id)
+    except DossierError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"revoked {key.id} ({key.name})")
 
 
 @app.command()
@@ -199,5 +271,5 @@ def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 
 
-if __name__ == "__main__":  # `python -m dossier.cli`
+if __name__ == "__main__":  # `python -m service.cli`
     main()

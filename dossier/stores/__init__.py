@@ -1,0 +1,1 @@
+"""Store backends; ``dossier.store.STORES`` picks one by ``DOSSIER_STORE``."""

@@ -1,0 +1,146 @@
+"""API keys over a real loopback server: the auth matrix, scope, revocation, defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dossier.engine import Dossier
+from dossier.errors import ConfigurationError
+from dossier.testing import LiveServer
+from ingest.pipeline import Ingestor
+from service.app import create_app
+from service.keys import KEYS_FILE, KeyStore
+from tests.conftest import make_settings
+
+
+def _article(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("auth")
+    settings = make_settings(tmp, embedder="hashing", auth=True, default_collection="alpha")
+    engine = Dossier(settings)
+    ing = Ingestor(settings, engine.store, engine.embedder)
+    _article(tmp / "a", "a.txt", "Alpha news\n\nThe alpha harbour reopened after the storm.")
+    _article(tmp / "b", "b.txt", "Beta news\n\nThe beta railway strike ended on Friday.")
+    ing.ingest(tmp / "a", "alpha")
+    ing.ingest(tmp / "b", "beta")
+    keys = KeyStore(settings.data_dir / KEYS_FILE)
+    tokens = {
+        "read_a": keys.create("reader", "alpha", "read")[1],
+        "write_a": keys.create("writer", "alpha", "write")[1],
+        "admin": keys.create("curator", "*", "admin")[1],
+    }
+    revoked, tokens["revoked"] = keys.create("old", "*", "admin")
+    keys.revoke(revoked.id)
+    right_id = tokens["read_a"].rsplit("_", 1)[0]
+    tokens["wrong"] = "dsk_000000000000_" + "x" * 43
+    tokens["right_prefix"] = right_id + "_" + "y" * 43
+    with LiveServer(create_app(settings, engine)) as live:
+        yield {"url": live.url, "tokens": tokens}
+
+
+DOC = {"documents": [{"id": "n1", "title": "New", "text": "A new alpha article arrived."}]}
+
+# (who, method, path, json body, expected status)
+MATRIX = [
+    (None, "get", "/v1/collections", None, 401),
+    (None, "get", "/healthz", None, 200),
+    ("wrong", "get", "/v1/collections", None, 401),
+    ("right_prefix", "get", "/v1/collections", None, 401),
+    ("revoked", "get", "/v1/collections", None, 401),
+    ("read_a", "get", "/v1/search?q=harbour&collection=alpha", None, 200),
+    ("read_a", "get", "/v1/search?q=railway&collection=beta", None, 404),
+    ("read_a", "get", "/v1/search?q=x&collection=gamma", None, 404),
+    ("read_a", "post", "/v1/ask", {"question": "What reopened?"}, 200),
+    ("read_a", "post", "/v1/ask", {"question": "What ended?", "collection": "beta"}, 404),
+    ("read_a", "get", "/v1/documents?collection=beta", None, 404),
+    ("read_a", "post", "/v1/collections/alpha/documents", DOC, 403),
+    ("read_a", "post", "/v1/collections/beta/documents", DOC, 404),
+    ("read_a", "get", "/v1/feedback", None, 403),
+    ("write_a", "post", "/v1/collections/alpha/documents", DOC, 200),
+    ("write_a", "post", "/v1/collections/beta/documents", DOC, 404),
+    ("write_a", "get", "/v1/feedback", None, 403),
+    ("admin", "get", "/v1/feedback", None, 200),
+    ("admin", "get", "/v1/search?q=railway&collection=beta", None, 200),
+    ("admin", "post", "/v1/collections/beta/documents", DOC, 200),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "body", "status"), MATRIX)
+def test_auth_matrix(
+    server: dict[str, Any], who: str | None, method: str, path: str, body: Any, status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {server['tokens'][who]}"} if who else {}
+    r = httpx.request(method, server["url"] + path, json=body, headers=headers, timeout=30)
+    assert r.status_code == status, r.text
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert "dsk_" not in r.text.replace("Bearer <key>", "")
+    if status >= 400:
+        assert set(r.json()["error"]) == {"type", "message"}
+
+
+def test_out_of_scope_looks_like_unknown(server: dict[str, Any]) -> None:
+    headers = {"Authorization": f"Bearer {server['tokens']['read_a']}"}
+
+    def get(collection: str) -> httpx.Response:
+        return httpx.get(
+            server["url"] + "/v1/documents", params={"collection": collection}, headers=headers
+        )
+
+    exists, missing = get("beta").json()["error"], get("gamma").json()["error"]
+    assert exists["type"] == missing["type"] == "collection_not_found"
+    assert exists["message"].replace("beta", "X") == missing["message"].replace("gamma", "X")
+    cols = httpx.get(server["url"] + "/v1/collections", headers=headers).json()
+    assert [c["name"] for c in cols] == ["alpha"]
+
+
+def test_auth_defaults_follow_the_bind_address(tmp_path: Path) -> None:
+    loopback = create_app(make_settings(tmp_path, embedder="hashing"))
+    assert loopback.state.auth_required is False
+    public = create_app(make_settings(tmp_path, embedder="hashing", host="0.0.0.0"))
+    assert public.state.auth_required is True
+    forced = create_app(make_settings(tmp_path, embedder="hashing", auth=True))
+    assert forced.state.auth_required is True
+    with pytest.raises(ConfigurationError, match="loopback"):
+        create_app(make_settings(tmp_path, embedder="hashing", host="0.0.0.0", auth=False))
+
+
+def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
+    env = {**os.environ, "DOSSIER_DATA_DIR": str(tmp_path / "index")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "keys", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    made = cli("create", "--name", "app", "--collections", "a-1,b-2", "--role", "write")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("dsk_") and len(token) > 50
+    assert "not shown again" in made.stderr
+    listed = cli("list").stdout
+    assert "app  write  a-1,b-2" in listed and token.split("_")[2] not in listed
+    stored = (tmp_path / "index" / KEYS_FILE).read_bytes()
+    assert token.split("_")[2].encode() not in stored  # only the hash is kept
+    key_id = token.split("_")[1]
+    assert cli("revoke", key_id).returncode == 0
+    assert "revoked" in cli("list").stdout
+    bad = cli("create", "--name", "x", "--collections", "a", "--role", "owner")
+    assert bad.returncode == 2 and "role" in bad.stderr
