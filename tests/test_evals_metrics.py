@@ -129,9 +129,15 @@ def test_parse_items_rejects_unknown_types() -> None:
 
 def test_squad_loader_reads_shared_in_a_fixed_order(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
+    whole = load_squad2(settings, split=None)
+    assert len(whole.questions) == 2828
+    assert sum(q.answerable for q in whole.questions) == 1299
+    # The gate asks only the test split's articles (evals/splits.py); all are ingested.
     suite = load_squad2(settings)
-    assert len(suite.questions) == 2828
-    assert sum(q.answerable for q in suite.questions) == 1299
+    parts = [load_squad2(settings, split=s).questions for s in ("train", "validation")]
+    assert len(suite.questions) + sum(len(p) for p in parts) == 2828
+    articles = [{q.docs[0].split("/")[0] for q in qs} for qs in (suite.questions, *parts)]
+    assert sum(len(a) for a in articles) == len(set().union(*articles)) == 8  # disjoint
     again = load_squad2(settings)
     assert [q.qid for q in again.questions[:300]] == [q.qid for q in suite.questions[:300]]
     folder = suite.collections["eval-squad2"]
