@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dossier.errors import (
+    EmbedderMismatch,
     InvalidInput,
 )
 from dossier.models import CollectionInfo, DocumentInfo, Passage
@@ -42,6 +43,16 @@ def validate_collection_name(name: str) -> str:
             "single '.', '_' or '-' between them (e.g. news-bbc)."
         )
     return name
+
+
+def check_embedder(name: str, recorded: object, embedder_id: str) -> None:
+    """Every backend refuses to query a collection with another embedder's vectors."""
+    if recorded != embedder_id:
+        raise EmbedderMismatch(
+            f"Collection {name!r} was built with embedder {recorded!r} but Dossier is "
+            f"configured with {embedder_id!r}. Set DOSSIER_EMBEDDER back, or re-ingest "
+            f"into a new collection."
+        )
 
 
 @dataclass(frozen=True)

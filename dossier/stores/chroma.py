@@ -22,7 +22,6 @@ from dossier.errors import (
     BackendUnavailable,
     CollectionNotFound,
     DocumentNotFound,
-    EmbedderMismatch,
 )
 from dossier.models import CollectionInfo, DocumentInfo, Passage
 from dossier.settings import Settings
@@ -32,6 +31,7 @@ from dossier.store import (
     VERSION_KEY,
     PassageStore,
     StoredDocument,
+    check_embedder,
     validate_collection_name,
 )
 
@@ -150,13 +150,7 @@ class ChromaStore(PassageStore):
                     configuration={"hnsw": {"space": "cosine"}},
                     embedding_function=None,
                 )
-        recorded = (self._get(name).metadata or {}).get(EMBEDDER_KEY)
-        if recorded != embedder_id:
-            raise EmbedderMismatch(
-                f"Collection {name!r} was built with embedder {recorded!r} but Dossier is "
-                f"configured with {embedder_id!r}. Set DOSSIER_EMBEDDER back, or re-ingest "
-                f"into a new collection."
-            )
+        check_embedder(name, (self._get(name).metadata or {}).get(EMBEDDER_KEY), embedder_id)
 
     def drop_collection(self, name: str) -> None:
         for full in (name, name + DOCS_SUFFIX):

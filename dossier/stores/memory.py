@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dossier.errors import CollectionNotFound, DocumentNotFound, EmbedderMismatch
+from dossier.errors import CollectionNotFound, DocumentNotFound
 from dossier.models import CollectionInfo, DocumentInfo, Passage
-from dossier.store import PassageStore, StoredDocument, validate_collection_name
+from dossier.store import (
+    PassageStore,
+    StoredDocument,
+    check_embedder,
+    validate_collection_name,
+)
 
 
 @dataclass
@@ -57,13 +62,7 @@ class MemoryStore(PassageStore):
             if create and name not in self._cols:
                 validate_collection_name(name)
                 self._cols[name] = _Collection(embedder=embedder_id)
-            recorded = self._get(name).embedder
-            if recorded != embedder_id:
-                raise EmbedderMismatch(
-                    f"Collection {name!r} was built with embedder {recorded!r} but Dossier is "
-                    f"configured with {embedder_id!r}. Set DOSSIER_EMBEDDER back, or re-ingest "
-                    f"into a new collection."
-                )
+            check_embedder(name, self._get(name).embedder, embedder_id)
 
     def drop_collection(self, name: str) -> None:
         with self._lock:
