@@ -72,6 +72,15 @@ class Standardized:
         )
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over one question's candidates (empty in, empty out)."""
+    if len(logits) == 0:
+        return logits
+    e = np.exp(logits - logits.max())
+    out: np.ndarray = e / e.sum()
+    return out
+
+
 def compose(probabilities: np.ndarray, ratio: float, max_sentences: int = 3) -> list[int]:
     """Indices of an answer's sentences, best first: the best candidate, then up to
     ``max_sentences - 1`` runners-up whose probability is at least ``ratio`` of the best's."""
@@ -96,10 +105,7 @@ class AnswerModel:
     def sentence_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits, softmax over the candidates) for one question's feature matrix."""
         logits = self.scorer(X)
-        if len(logits) == 0:
-            return logits, logits
-        e = np.exp(logits - logits.max())
-        return logits, e / e.sum()
+        return logits, softmax(logits)
 
     def compose(self, probabilities: np.ndarray) -> list[int]:
         return compose(probabilities, self.compose_ratio, self.max_sentences)

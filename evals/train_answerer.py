@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from dossier.answer_model import DEFAULT_PATH, AnswerModel, Standardized, compose
+from dossier.answer_model import DEFAULT_PATH, AnswerModel, Standardized, compose, softmax
 from dossier.answering import RulesAnswerer
 from dossier.engine import Dossier
 from dossier.selection import (
@@ -219,7 +219,6 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
                 rules_fact_cited=(
                     m.key_fact_recall(old_text, q.key_facts) if cited and not old.refused else 0.0
                 ),
-                extra={"idf_missing": None},
             )
         )
         # Answerability features need the scorer's logits; keep what they need.
@@ -416,8 +415,7 @@ def evaluate(
         if refused:
             false_refusals += 1
             continue
-        e = np.exp(scores - scores.max())
-        kf += fact_cited(s, compose(e / e.sum(), ratio))
+        kf += fact_cited(s, compose(softmax(scores), ratio))
     refused_una = sum(1 for i in una if answerable_p is not None and answerable_p[i] < threshold)
     refused_all = false_refusals + refused_una
     return {
@@ -586,14 +584,6 @@ def fit_and_report(samples: list[Sample], max_false_refusal: float) -> dict[str,
     print_table(table)
     table["_model"] = model
     return table
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    if len(x) == 0:
-        return x
-    e = np.exp(x - x.max())
-    out: np.ndarray = e / e.sum()
-    return out
 
 
 def print_table(table: dict[str, Any]) -> None:
