@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from dossier.engine import Dossier, build_answerer
+from dossier.answering import build_answerer
+from dossier.engine import Dossier
 from dossier.settings import Settings
 from dossier.testing import LiveServer
 from evals.loaders import BBC_COLLECTION, bbc_dev_rows

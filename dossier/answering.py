@@ -17,9 +17,10 @@ from __future__ import annotations
 import itertools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from dossier.answer_model import AnswerModel, load_answer_model
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
 from dossier.selection import Candidate, answerability_features, candidates, featurize
 from dossier.text import coverage, sentence_spans, terms
+
+if TYPE_CHECKING:
+    from dossier.settings import Settings
 
 REFUSAL_TEXT = "The corpus does not say. None of the retrieved passages answers this question."
 
@@ -42,6 +46,16 @@ class AnswerContext:
     question_vector: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of an answer's text as it is written (markers to unknown passages removed)."""
+
+    text: str
+
+
+StreamEvent = TextDelta | Answer
+
+
 class Answerer(ABC):
     name: str
 
@@ -49,6 +63,16 @@ class Answerer(ABC):
     def answer(
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
     ) -> Answer: ...
+
+    def stream(
+        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
+    ) -> Generator[StreamEvent, None, None]:
+        """Text deltas while the answer is written, then the final Answer.
+
+        Answerers that compose the whole answer at once (the extractive ones) yield just
+        the Answer; a generating answerer overrides this to yield text as it arrives.
+        """
+        yield self.answer(question, passages, context)
 
 
 @dataclass(frozen=True)
@@ -410,3 +434,76 @@ class RulesAnswerer(Answerer):
             passages,
             [Candidate(c.passage, c.rank, c.start, c.end, c.text, c.terms) for c in chosen],
         )
+
+
+# -- the registry: DOSSIER_ANSWERER names one of these --------------------------------
+
+AnswererFactory = Callable[["Settings"], Answerer]
+ANSWERERS: dict[str, AnswererFactory] = {}
+
+
+def register_answerer(name: str) -> Callable[[AnswererFactory], AnswererFactory]:
+    def add(factory: AnswererFactory) -> AnswererFactory:
+        ANSWERERS[name] = factory
+        return factory
+
+    return add
+
+
+def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
+    from dossier.errors import ConfigurationError
+
+    name = name or settings.answerer
+    try:
+        factory = ANSWERERS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"Unknown answerer {name!r}; choose one of {', '.join(sorted(ANSWERERS))}."
+        ) from None
+    return factory(settings)
+
+
+@register_answerer("extractive")
+def _extractive(settings: Settings) -> Answerer:
+    return ExtractiveAnswerer(
+        model_path=settings.answer_model_path,
+        max_sentences=settings.max_answer_sentences,
+        threshold=settings.answerable_threshold,
+    )
+
+
+@register_answerer("rules")
+def _rules(settings: Settings) -> Answerer:
+    return RulesAnswerer(
+        max_sentences=settings.max_answer_sentences,
+        min_coverage=settings.refusal_min_coverage,
+        min_similarity=settings.refusal_min_similarity,
+        min_sentence_similarity=settings.refusal_min_sentence_similarity,
+    )
+
+
+@register_answerer("cosine")
+def _cosine(settings: Settings) -> Answerer:
+    return CosineAnswerer()
+
+
+@register_answerer("llm")
+def _llm(settings: Settings) -> Answerer:
+    from dossier.errors import ConfigurationError
+
+    missing = [
+        f"DOSSIER_{name.upper()}"
+        for name in ("llm_base_url", "llm_model")
+        if not getattr(settings, name)
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"DOSSIER_ANSWERER=llm needs {' and '.join(missing)}: the base URL of an "
+            "OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1) and the model it "
+            "serves; set DOSSIER_LLM_API_KEY too if the endpoint wants a key."
+        )
+    from dossier.llm import LLMAnswerer  # the openai client is only imported when used
+
+    gate = _extractive(settings)
+    assert isinstance(gate, ExtractiveAnswerer)
+    return LLMAnswerer(settings, fallback=gate, gate=gate)

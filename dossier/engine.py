@@ -10,10 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -21,73 +20,15 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from dossier.answering import (
     AnswerContext,
     Answerer,
-    CosineAnswerer,
-    ExtractiveAnswerer,
-    RulesAnswerer,
+    StreamEvent,
+    build_answerer,
 )
 from dossier.embeddings import build_embedder, embed_array, embedder_id
-from dossier.errors import ConfigurationError, InvalidInput
+from dossier.errors import InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
 from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
 from dossier.settings import Settings
 from dossier.store import PassageStore, StoredDocument, build_store
-
-if TYPE_CHECKING:
-    from dossier.llm import StreamEvent
-
-
-def _extractive(settings: Settings) -> Answerer:
-    return ExtractiveAnswerer(
-        model_path=settings.answer_model_path,
-        max_sentences=settings.max_answer_sentences,
-        threshold=settings.answerable_threshold,
-    )
-
-
-def _rules(settings: Settings) -> Answerer:
-    return RulesAnswerer(
-        max_sentences=settings.max_answer_sentences,
-        min_coverage=settings.refusal_min_coverage,
-        min_similarity=settings.refusal_min_similarity,
-        min_sentence_similarity=settings.refusal_min_sentence_similarity,
-    )
-
-
-def _llm(settings: Settings) -> Answerer:
-    missing = [
-        f"DOSSIER_{name.upper()}"
-        for name in ("llm_base_url", "llm_model")
-        if not getattr(settings, name)
-    ]
-    if missing:
-        raise ConfigurationError(
-            f"DOSSIER_ANSWERER=llm needs {' and '.join(missing)}: the base URL of an "
-            "OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1) and the model it "
-            "serves; set DOSSIER_LLM_API_KEY too if the endpoint wants a key."
-        )
-    from dossier.llm import LLMAnswerer  # the openai client is only imported when used
-
-    extractive = _extractive(settings)
-    gate = extractive if isinstance(extractive, ExtractiveAnswerer) else None
-    return LLMAnswerer(settings, fallback=extractive, gate=gate)
-
-
-ANSWERERS: dict[str, Callable[[Settings], Answerer]] = {
-    "extractive": _extractive,
-    "llm": _llm,
-    "rules": _rules,
-    "cosine": lambda settings: CosineAnswerer(),
-}
-
-
-def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
-    name = name or settings.answerer
-    try:
-        return ANSWERERS[name](settings)
-    except KeyError:
-        raise ConfigurationError(
-            f"Unknown answerer {name!r}; choose one of {', '.join(sorted(ANSWERERS))}."
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -264,11 +205,7 @@ class Dossier:
         """
         chosen = answerer or self.answerer
         r = retrieved
-        stream = getattr(chosen, "stream", None)
-        if stream is None:
-            yield r.timed(chosen.answer(r.question, r.passages, r.context))
-            return
-        for event in stream(r.question, r.passages, r.context):
+        for event in chosen.stream(r.question, r.passages, r.context):
             yield r.timed(event) if isinstance(event, Answer) else event
 
     def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:

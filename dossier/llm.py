@@ -15,9 +15,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from dossier.answering import AnswerContext, Answerer, ExtractiveAnswerer, refusal
+from dossier.answering import (
+    AnswerContext,
+    Answerer,
+    ExtractiveAnswerer,
+    StreamEvent,
+    TextDelta,
+    refusal,
+)
 from dossier.chat import LLMFailure, OpenAIChat
 from dossier.models import Answer, ScoredPassage
 from dossier.settings import Settings
@@ -40,16 +47,6 @@ Rules:
 - Answer in at most {{max_sentences}} short sentences, using only facts stated in the passages.
 - End every sentence with the number of the passage that supports it, like this: [1].
 - If the passages do not answer the question, reply with exactly: {NOT_COVERED}"""
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of the model's answer text, with markers to unknown passages removed."""
-
-    text: str
-
-
-StreamEvent = TextDelta | Answer
 
 
 # -- prompting ------------------------------------------------------------------

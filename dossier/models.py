@@ -112,6 +112,8 @@ class Answer:
     degraded_reason: str | None = None
     # The answer model's calibrated probability that the passages answer the question.
     answerable_probability: float | None = None
+    # In a conversation: the question as searched, with earlier turns' referents made explicit.
+    standalone_question: str | None = None
 
 
 @dataclass(frozen=True)

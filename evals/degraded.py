@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from dossier.answering import AnswerContext, Answerer
-from dossier.engine import ANSWERERS, build_answerer
+from dossier.answering import ANSWERERS, AnswerContext, Answerer, build_answerer
 from dossier.errors import ConfigurationError
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
 from dossier.settings import Settings

@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dossier import __version__
 from dossier.engine import Dossier
 from dossier.errors import AnswerTimeout, ConfigurationError
-from dossier.models import Answer, ScoredPassage
 from dossier.settings import Settings, get_settings, is_loopback
 from service import errors, feedback, ingestion
 from service.auth import PrincipalDep, TokenBuckets, scoped
@@ -72,36 +71,6 @@ def answer_within(request: Request, fn: Callable[[], T]) -> T:
         ) from None
 
 
-def passage_public(sp: ScoredPassage) -> PassagePublic:
-    p = sp.passage
-    return PassagePublic(
-        passage_id=p.passage_id,
-        doc_id=p.doc_id,
-        title=p.title,
-        publisher=p.publisher,
-        url=p.url,
-        published=p.published,
-        text=p.text,
-        start=p.start,
-        end=p.end,
-        score=sp.score,
-        dense_similarity=sp.dense_similarity,
-        lexical_score=sp.lexical_score,
-    )
-
-
-def answer_public(a: Answer) -> AnswerPublic:
-    return AnswerPublic.model_validate(
-        {
-            **a.__dict__,
-            "answer": a.text,
-            "sentences": [s.__dict__ for s in a.sentences],
-            "citations": [c.__dict__ for c in a.citations],
-            "passages": [passage_public(sp) for sp in a.passages],
-        }
-    )
-
-
 v1 = APIRouter(prefix="/v1")
 
 
@@ -120,7 +89,7 @@ def ask(
     name = scoped(principal, dossier, body.collection, "read")
     if not body.stream:
         answer = answer_within(request, lambda: dossier.ask(body.question, name, body.top_k))
-        return answer_public(answer)
+        return AnswerPublic.from_domain(answer)
     # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
     retrieved = answer_within(request, lambda: dossier.retrieve(body.question, name, body.top_k))
     return StreamingResponse(
@@ -153,7 +122,9 @@ def search(
 ) -> SearchPublic:
     name = scoped(principal, dossier, collection, "read")
     passages = dossier.search(q, name, k)
-    return SearchPublic(query=q, collection=name, passages=[passage_public(sp) for sp in passages])
+    return SearchPublic(
+        query=q, collection=name, passages=[PassagePublic.from_domain(sp) for sp in passages]
+    )
 
 
 @v1.get(

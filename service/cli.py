@@ -193,9 +193,9 @@ def ask(
         _fail(exc)
         return
     if as_json:
-        from service.app import answer_public
+        from service.schemas import AnswerPublic
 
-        typer.echo(answer_public(answer).model_dump_json(indent=2))
+        typer.echo(AnswerPublic.from_domain(answer).model_dump_json(indent=2))
         return
     typer.echo(answer.text)
     for c in answer.citations:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from dossier.models import Answer, ScoredPassage
 
 EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
 # The schema's bounds are the hard caps of the settings DOSSIER_MAX_QUESTION_CHARS and
@@ -78,6 +82,24 @@ class PassagePublic(BaseModel):
     dense_similarity: float | None
     lexical_score: float | None
 
+    @classmethod
+    def from_domain(cls, sp: ScoredPassage) -> Self:
+        p = sp.passage
+        return cls(
+            passage_id=p.passage_id,
+            doc_id=p.doc_id,
+            title=p.title,
+            publisher=p.publisher,
+            url=p.url,
+            published=p.published,
+            text=p.text,
+            start=p.start,
+            end=p.end,
+            score=sp.score,
+            dense_similarity=sp.dense_similarity,
+            lexical_score=sp.lexical_score,
+        )
+
 
 class AnswerPublic(_Public):
     question: str
@@ -104,6 +126,25 @@ class AnswerPublic(_Public):
             "answerers without the model (e.g. when the LLM wrote the answer)."
         ),
     )
+    standalone_question: str | None = Field(
+        default=None,
+        description=(
+            "In a conversation: the question as it was searched, with what it refers to in "
+            "earlier turns made explicit. Null for a single question."
+        ),
+    )
+
+    @classmethod
+    def from_domain(cls, a: Answer) -> Self:
+        return cls.model_validate(
+            {
+                **a.__dict__,
+                "answer": a.text,
+                "sentences": [s.__dict__ for s in a.sentences],
+                "citations": [c.__dict__ for c in a.citations],
+                "passages": [PassagePublic.from_domain(sp) for sp in a.passages],
+            }
+        )
 
 
 class SearchPublic(BaseModel):

@@ -6,16 +6,15 @@ import json
 import logging
 from collections.abc import AsyncIterator, Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from fastapi import Request
 
-from dossier.engine import Dossier, Retrieved, build_answerer
+from dossier.answering import StreamEvent, build_answerer
+from dossier.engine import Dossier, Retrieved
 from dossier.models import Answer
-
-if TYPE_CHECKING:
-    from dossier.llm import StreamEvent
+from service.schemas import AnswerPublic, PassagePublic
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,11 @@ def _next(events: Generator[StreamEvent, None, None]) -> StreamEvent | None:
 async def sse_events(
     dossier: Dossier, retrieved: Retrieved, request: Request
 ) -> AsyncIterator[str]:
-    from service.app import answer_public, passage_public  # app imports this module
-
     yield sse(
         "passages",
         {
             "collection": retrieved.context.collection,
-            "passages": [passage_public(sp).model_dump() for sp in retrieved.passages],
+            "passages": [PassagePublic.from_domain(sp).model_dump() for sp in retrieved.passages],
         },
     )
     events = dossier.answer_stream(retrieved)
@@ -87,6 +84,6 @@ async def sse_events(
     if not streamed and not final.refused:
         # Answerers that cannot stream (extractive) still keep the event contract.
         yield sse("delta", {"text": final.text})
-    body = answer_public(final).model_dump(exclude={"passages", "timings"})
+    body = AnswerPublic.from_domain(final).model_dump(exclude={"passages", "timings"})
     yield sse("citations", body)
     yield sse("done", {"timings": final.timings})

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dossier.answer_model import DEFAULT_PATH, load_answer_model
-from dossier.answering import AnswerContext, ExtractiveAnswerer
-from dossier.engine import Dossier, build_answerer
+from dossier.answering import AnswerContext, ExtractiveAnswerer, build_answerer
+from dossier.engine import Dossier
 from dossier.errors import ConfigurationError, InvalidInput, ModelNotInstalled
 from dossier.selection import candidates, featurize
 from dossier.settings import Settings

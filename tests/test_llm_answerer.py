@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.engine import Dossier, build_answerer
+from dossier.answering import build_answerer
+from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
 from dossier.llm import LLMAnswerer, MarkerFilter, build_messages
 from dossier.models import Answer, Passage, ScoredPassage

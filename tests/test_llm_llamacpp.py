@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.engine import Dossier, build_answerer
+from dossier.answering import build_answerer
+from dossier.engine import Dossier
 from dossier.llm import LLMAnswerer
 from dossier.models import Answer
 from dossier.support import OfflineSupportScorer
