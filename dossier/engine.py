@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -23,6 +23,7 @@ from dossier.answering import (
     StreamEvent,
     build_answerer,
 )
+from dossier.conversation import Condenser, Message, Standalone, bounded_history
 from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
@@ -38,8 +39,12 @@ class Retrieved:
     context: AnswerContext
     started: float  # perf_counter() at the request's start
     retrieved: float
+    # In a conversation: what the latest message was taken to ask.
+    standalone: Standalone | None = None
 
     def timed(self, result: Answer) -> Answer:
+        if self.standalone is not None:
+            result.standalone_question = self.standalone.question
         done = time.perf_counter()
         result.timings = {
             "retrieve_ms": round((self.retrieved - self.started) * 1000, 2),
@@ -85,6 +90,20 @@ class Dossier:
         if self._answerer is None:
             self._answerer = build_answerer(self.settings)
         return self._answerer
+
+    @cached_property
+    def condenser(self) -> Condenser:
+        from dossier.conversation import LLMCondenser, OfflineCondenser
+
+        s = self.settings
+        use_llm = s.chat_condenser == "llm" or (
+            s.chat_condenser == "auto" and bool(s.llm_base_url and s.llm_model)
+        )
+        if not use_llm:
+            return OfflineCondenser()
+        from dossier.chat import OpenAIChat
+
+        return LLMCondenser(OpenAIChat.from_settings(s))
 
     @cached_property
     def dense(self) -> DenseRetriever:
@@ -185,6 +204,39 @@ class Dossier:
         )
         return Retrieved(q, passages, context, t0, retrieved)
 
+    def chat_retrieve(
+        self,
+        messages: Sequence[Message],
+        collection: str | None = None,
+        top_k: int | None = None,
+    ) -> Retrieved:
+        """Retrieve for a conversation's latest message, read as a standalone question."""
+        t0 = time.perf_counter()
+        s = self.settings
+        history, question = bounded_history(messages, s.chat_max_turns, s.chat_max_history_chars)
+        self._check_question(question)
+        name = self.collection(collection)
+        standalone = self.condenser.condense(history, question, self.lexical.index(name).idf)
+        # The carried words must not push a valid question over the length limit.
+        searched = standalone.question[: s.max_question_chars]
+        r = self.retrieve(searched, name, top_k)
+        return replace(r, standalone=replace(standalone, question=searched), started=t0)
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        collection: str | None = None,
+        top_k: int | None = None,
+        answerer: Answerer | None = None,
+    ) -> Answer:
+        """Answer a conversation's latest message in the light of the earlier turns."""
+        return self.answer(self.chat_retrieve(messages, collection, top_k), answerer)
+
+    def answer(self, retrieved: Retrieved, answerer: Answerer | None = None) -> Answer:
+        """Answer what was retrieved (by ``retrieve`` or ``chat_retrieve``), timed."""
+        r = retrieved
+        return r.timed((answerer or self.answerer).answer(r.question, r.passages, r.context))
+
     def ask(
         self,
         question: str,
@@ -192,9 +244,7 @@ class Dossier:
         top_k: int | None = None,
         answerer: Answerer | None = None,
     ) -> Answer:
-        r = self.retrieve(question, collection, top_k)
-        result = (answerer or self.answerer).answer(r.question, r.passages, r.context)
-        return r.timed(result)
+        return self.answer(self.retrieve(question, collection, top_k), answerer)
 
     def answer_stream(
         self, retrieved: Retrieved, answerer: Answerer | None = None

@@ -131,6 +131,16 @@ class Settings(BaseSettings):
         description="Cite a passage for a generated sentence without [n] when it supports it.",
     )
 
+    # Conversations: how a follow-up becomes a standalone question (dossier.conversation).
+    # "auto" condenses with the LLM endpoint when one is configured, else offline.
+    chat_condenser: Literal["auto", "offline", "llm"] = "auto"
+    chat_max_turns: int = Field(
+        default=6, ge=0, le=100, description="Earlier user turns read; the latest are kept."
+    )
+    chat_max_history_chars: int = Field(
+        default=8000, ge=0, description="Character budget of the history read; the latest kept."
+    )
+
     # HTTP service.
     host: str = "127.0.0.1"
     port: int = 8900

@@ -9,6 +9,10 @@ article's name, so it never depends on the questions, their order, or on results
   Training questions come only from ``train-articles.txt`` (see
   ``evals/datasets/bbc_train/README.md``), which shares no article with these files.
 * SQuAD 2.0 half A: 8 Wikipedia articles; 4 **train**, 2 **validation**, 2 **test**.
+* ``bbc-qa-dev`` ``conversations.jsonl`` (30 conversations, none on an article of
+  ``questions.jsonl``): within each kind (follow-up, topic switch, unanswerable
+  follow-up), conversations in hash order of their first article, the first half
+  (rounded up) **test**, the rest **validation**. Split before the condenser was written.
 * The seed golden set and RGB are development data (written or tuned on before).
 """
 
@@ -69,4 +73,18 @@ def squad_split(titles: Iterable[str]) -> dict[str, Split]:
         i += size
     for title in ordered[i:]:  # more articles than planned: they train
         out[title] = "train"
+    return out
+
+
+def bbc_chat_split(conversations: Sequence[Mapping[str, Any]]) -> dict[str, Split]:
+    """``{conversation id: "validation" | "test"}``, by first article, stratified by kind."""
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for conv in conversations:
+        by_kind.setdefault(str(conv.get("kind")), []).append(conv)
+    out: dict[str, Split] = {}
+    for convs in by_kind.values():
+        ordered = sorted(convs, key=lambda c: bucket(article_of(c["turns"][0])))
+        n_test = (len(ordered) + 1) // 2
+        for i, conv in enumerate(ordered):
+            out[str(conv["id"])] = "test" if i < n_test else "validation"
     return out

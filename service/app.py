@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dossier import __version__
-from dossier.engine import Dossier
+from dossier.engine import Dossier, Retrieved
 from dossier.errors import AnswerTimeout, ConfigurationError
 from dossier.settings import Settings, get_settings, is_loopback
 from service import errors, feedback, ingestion
@@ -31,6 +31,7 @@ from service.schemas import (
     NOT_BLANK,
     AnswerPublic,
     AskRequest,
+    ChatRequest,
     CollectionPublic,
     DocumentDetailPublic,
     DocumentPublic,
@@ -92,6 +93,33 @@ def ask(
         return AnswerPublic.from_domain(answer)
     # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
     retrieved = answer_within(request, lambda: dossier.retrieve(body.question, name, body.top_k))
+    return event_stream(dossier, retrieved, request)
+
+
+@v1.post(
+    "/chat",
+    summary="Answer the latest message of a conversation, reading the earlier turns",
+    response_model=AnswerPublic,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
+        **errors_doc(400, 404, 409, 504),
+    },
+)
+def chat(
+    body: ChatRequest, dossier: DossierDep, request: Request, principal: PrincipalDep
+) -> AnswerPublic | Response:
+    """Stateless: the client sends the history, as OpenAI clients do. The answer's
+    ``standalone_question`` is what was searched."""
+    name = scoped(principal, dossier, body.collection, "read")
+    messages = body.domain_messages()
+    retrieved = answer_within(request, lambda: dossier.chat_retrieve(messages, name, body.top_k))
+    if not body.stream:
+        answer = answer_within(request, lambda: dossier.answer(retrieved))
+        return AnswerPublic.from_domain(answer)
+    return event_stream(dossier, retrieved, request)
+
+
+def event_stream(dossier: Dossier, retrieved: Retrieved, request: Request) -> StreamingResponse:
     return StreamingResponse(
         sse_events(dossier, retrieved, request),
         media_type="text/event-stream",

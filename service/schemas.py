@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from dossier.conversation import Message
 from dossier.models import Answer, ScoredPassage
 
 EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
@@ -45,6 +46,59 @@ class AskRequest(BaseModel):
         default=False,
         description="Answer with server-sent events: passages, text deltas, citations, done.",
     )
+
+
+MAX_MESSAGES = 100
+
+
+class ChatMessage(BaseModel):
+    """One message of a conversation, as OpenAI clients send it."""
+
+    model_config = ConfigDict(extra="ignore")  # clients add fields such as "name"
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=20_000)
+
+    def to_domain(self) -> Message:
+        return Message(self.role, self.content)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "messages": [
+                        {"role": "user", "content": EXAMPLE_QUESTION},
+                        {"role": "assistant", "content": "Albania cut ties with Iran ... [1]"},
+                        {"role": "user", "content": "What did Iran say about it?"},
+                    ],
+                    "collection": "albania-iran",
+                }
+            ]
+        },
+    )
+
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=MAX_MESSAGES,
+        description="The conversation so far, oldest first, ending with the user's question. "
+        "Only the latest turns are read (DOSSIER_CHAT_MAX_TURNS).",
+    )
+    collection: str | None = Field(
+        default=None, max_length=100, description="Defaults to the configured one."
+    )
+    top_k: int | None = Field(
+        default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
+    )
+    stream: StrictBool = Field(
+        default=False,
+        description="Answer with server-sent events, as /v1/ask does.",
+    )
+
+    def domain_messages(self) -> list[Message]:
+        return [m.to_domain() for m in self.messages]
 
 
 class CitationPublic(_Public):

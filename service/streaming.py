@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 STREAM_DOC = (
     'With "stream": true, server-sent events in this order: `passages` '
-    "({collection, passages}) as soon as retrieval is done; `delta` ({text}) while the "
+    "({collection, standalone_question, passages}) as soon as retrieval is done; "
+    "`delta` ({text}) while the "
     "answer is written (markers to unknown passages already removed); `citations` (the "
     "verified answer: answer, sentences with supported/support, citations, refused, "
     "degraded, degraded_reason; its `answer` replaces the streamed text); `done` ({timings})."
@@ -42,6 +43,7 @@ async def sse_events(
         "passages",
         {
             "collection": retrieved.context.collection,
+            "standalone_question": retrieved.standalone.question if retrieved.standalone else None,
             "passages": [PassagePublic.from_domain(sp).model_dump() for sp in retrieved.passages],
         },
     )
