@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     chat_max_turns: int = Field(
         default=6, ge=0, le=100, description="Earlier user turns read; the latest are kept."
     )
+    chat_skip_shown: bool = Field(
+        default=False,
+        description="A follow-up's answer does not repeat sentences of earlier answers "
+        "(off: it lowered key facts on the validation conversations).",
+    )
     chat_max_history_chars: int = Field(
         default=8000, ge=0, description="Character budget of the history read; the latest kept."
     )
