@@ -27,6 +27,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from dossier.errors import InvalidInput
@@ -152,12 +153,21 @@ def entities(text: str) -> list[str]:
     return found
 
 
+@lru_cache(maxsize=1)
+def _common_words() -> frozenset[str]:
+    """BM25's short stop list, NLTK's longer one (shipped inside llama-index), and _PLAIN:
+    a carried word must name something ("about" has a high idf in news and names nothing)."""
+    from llama_index.core.utils import globals_helper
+
+    return stopwords() | frozenset(globals_helper.stopwords) | _PLAIN
+
+
 def rare_words(text: str, idf: Callable[[str], float], k: int) -> list[str]:
     """The ``k`` content words of ``text`` with the highest idf, as written."""
-    stop = stopwords()
+    stop = _common_words()
     seen: dict[str, float] = {}
     for w in words(_MARKER.sub("", text)):
-        if w in stop or w in _PLAIN or len(w) < 3 or w.isdigit() or w in seen:
+        if w in stop or len(w) < 3 or w.isdigit() or w in seen:
             continue
         stem = terms(w)
         seen[w] = idf(stem[0]) if stem else 0.0
