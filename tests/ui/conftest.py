@@ -9,18 +9,35 @@ from typing import Any, cast
 
 import pytest
 
-from dossier.engine import Dossier
+from dossier.answering import ExtractiveAnswerer, build_answerer
+from dossier.engine import Dossier, Retrieved
+from dossier.llm import LLMAnswerer
 from dossier.models import Answer
+from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer, free_port
 from service.app import create_app
 from tests.conftest import make_settings
+from tests.fake_llm import FakeState, Step, create_fake_app
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_FILE = ROOT / "ui" / "app.py"
 
+FOLLOW_UP = "What did Iran say about it?"
+# Words of the first turn's topic that the follow-up leaves implicit.
+TOPIC = {"albania", "albanian", "expel", "expelled", "diplomats", "rama", "tirana", "ambassador"}
+
+
+def carries_topic(standalone: str | None) -> bool:
+    """The follow-up as searched: the typed words, plus some of the topic's."""
+    if not standalone or not standalone.startswith(FOLLOW_UP):
+        return False
+    added = {w.strip("(),;.?").lower() for w in standalone[len(FOLLOW_UP) :].split()}
+    return bool(added & TOPIC)
+
 
 class SlowAsk:
-    """The seed engine, but ``ask`` first sleeps: a stand-in for a slow answerer."""
+    """The seed engine, but ``ask`` and ``chat_retrieve`` first sleep: a stand-in for a slow
+    answerer (the chat page's stream opens only after retrieval)."""
 
     def __init__(self, inner: Dossier, delay_s: float) -> None:
         self._inner = inner
@@ -32,6 +49,10 @@ class SlowAsk:
     def ask(self, *args: Any, **kwargs: Any) -> Answer:
         time.sleep(self._delay_s)
         return self._inner.ask(*args, **kwargs)
+
+    def chat_retrieve(self, *args: Any, **kwargs: Any) -> Retrieved:
+        time.sleep(self._delay_s)
+        return self._inner.chat_retrieve(*args, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +70,36 @@ def slow_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> 
         create_app(settings, dossier=cast(Dossier, SlowAsk(seed_engine, 1.5)))
     ) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def degraded_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An API configured with an LLM answerer whose model server (tests/fake_llm.py, real
+    HTTP on loopback) answers every request with HTTP 500: each answer is the extractive
+    fallback, flagged degraded. The condenser falls back to the offline one the same way."""
+    state = FakeState(script=[Step(status=500)])
+    with LiveServer(create_fake_app(state)) as llm:
+        llm_config: dict[str, Any] = {
+            "answerer": "llm",
+            "llm_base_url": f"{llm.url}/v1",
+            "llm_model": "fake",
+            "llm_retries": 0,
+            "llm_timeout_s": 5.0,
+        }
+        # The engine reads the shared seed index; the app writes feedback to its own temp dir.
+        settings = seed_engine.settings.model_copy(update=llm_config)
+        gate = build_answerer(settings, "extractive")
+        assert isinstance(gate, ExtractiveAnswerer)
+        answerer = LLMAnswerer(
+            settings, fallback=gate, gate=gate, scorer=OfflineSupportScorer(seed_engine.embedder)
+        )
+        engine = Dossier(
+            settings, store=seed_engine.store, embedder=seed_engine.embedder, answerer=answerer
+        )
+        app_settings = make_settings(tmp_path_factory.mktemp("degraded-api"), **llm_config)
+        with LiveServer(create_app(app_settings, dossier=engine)) as server:
+            yield server.url
+        answerer.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.ui.conftest import FOLLOW_UP, carries_topic
 from ui.client import (
     Answer,
     ApiError,
@@ -114,19 +115,6 @@ def test_a_response_that_is_not_the_contract_is_an_api_error() -> None:
     fake = httpx.MockTransport(other)
     with DossierClient("http://other", transport=fake) as c, pytest.raises(ApiError, match="does"):
         c.collections()
-
-
-FOLLOW_UP = "What did Iran say about it?"
-# Words of the first turn's topic that the follow-up leaves implicit.
-TOPIC = {"albania", "albanian", "expel", "expelled", "diplomats", "rama", "tirana", "ambassador"}
-
-
-def carries_topic(standalone: str | None) -> bool:
-    """The follow-up as searched: the typed words, plus some of the topic's."""
-    if not standalone or not standalone.startswith(FOLLOW_UP):
-        return False
-    added = {w.strip("(),;.?").lower() for w in standalone[len(FOLLOW_UP) :].split()}
-    return bool(added & TOPIC)
 
 
 def conversation(client: DossierClient) -> list[ChatMessage]:
