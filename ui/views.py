@@ -22,7 +22,7 @@ from ui.client import (
     StreamEvent,
     TextDelta,
 )
-from ui.evals import latest_reports
+from ui.evals import SuiteReport, latest_reports
 
 log = logging.getLogger(__name__)
 
@@ -327,40 +327,66 @@ def corpus(client: DossierClient, collection: str | None) -> None:
 
 
 # -- evals -------------------------------------------------------------------------------
+def _metric_rows(report: SuiteReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "metric": m.name,
+            "value": m.value,
+            "95% CI": "" if m.low is None or m.high is None else f"[{m.low:.3f}, {m.high:.3f}]",
+            "n": m.n,
+            "baseline": m.baseline,
+            "threshold": m.threshold,
+            "goal": m.goal,
+            "status": m.status,
+        }
+        for m in report.metrics
+    ]
+
+
+def _suite_details(report: SuiteReport) -> None:
+    st.subheader(f"{report.suite}: {report.status}")
+    if report.error:
+        st.error(report.error)
+        return
+    st.caption(
+        f"Answerer `{report.answerer}`, support scorer `{report.scorer}`, top_k "
+        f"{report.top_k}, {len(report.questions)} questions"
+        + (f", {report.seconds:.1f} s" if report.seconds is not None else "")
+        + f" · {report.path}"
+    )
+    for miss in report.misses:
+        st.error(f"Threshold missed: {miss}", icon="🚫")
+    st.dataframe(_metric_rows(report), hide_index=True)
+    # Rates share one axis; counts and latencies would flatten them, so they stay in the table.
+    points = [
+        {"metric": m.name, "answerer": who, "value": value}
+        for m in report.metrics
+        for who, value in ((report.answerer or "system", m.value), ("baseline", m.baseline))
+        if value is not None and 0.0 <= value <= 1.0
+    ]
+    if points:
+        st.bar_chart(points, x="metric", y="value", color="answerer", stack=False)
+    failed = [q for q in report.questions if not q["passed"]]
+    with st.expander(f"Questions: {len(failed)} failed of {len(report.questions)}"):
+        rows = failed + [q for q in report.questions if q["passed"]]
+        st.dataframe(rows, hide_index=True)
+    if report.ingest:
+        st.caption("Ingestion: " + "; ".join(report.ingest))
+
+
 def evals(reports_dir: Path) -> None:
     st.title("Evals")
     reports = latest_reports(reports_dir)
     if not reports:
         st.info(
-            f"No eval reports yet. The evals runner writes `<suite>/report.json` under "
-            f"`{reports_dir}` (setting DOSSIER_EVALS_REPORTS_DIR); run it, then reload."
+            f"No eval reports yet. `dossier eval --suite seed` writes `seed.json` under "
+            f"`{reports_dir}` (its `--out`; this page reads DOSSIER_EVALS_REPORTS_DIR); "
+            "run it, then reload."
         )
         return
-    st.dataframe(
-        [
-            {"suite": r.suite, "created": r.created, **r.metrics}
-            | ({"error": r.error} if r.error else {})
-            for r in reports
-        ],
-        hide_index=True,
-    )
-    # Rates share one axis; counts and latencies would flatten them, so they stay in the table.
-    points = [
-        {"suite": r.suite, "metric": name, "value": value}
-        for r in reports
-        for name, value in r.metrics.items()
-        if 0.0 <= value <= 1.0
-    ]
-    if points:
-        st.bar_chart(points, x="metric", y="value", color="suite", stack=False)
+    st.dataframe([r.summary() for r in reports], hide_index=True)
     for r in reports:
-        with st.expander(f"{r.suite}: {len(r.rows)} cases · {r.path}"):
-            if r.error:
-                st.error(r.error)
-            elif r.rows:
-                st.dataframe(r.rows, hide_index=True)
-            else:
-                st.caption("This report has no per-case rows.")
+        _suite_details(r)
 
 
 # -- feedback review ---------------------------------------------------------------------

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from dossier.answering import ExtractiveAnswerer, build_answerer
 from dossier.engine import Dossier, Retrieved
@@ -106,3 +107,20 @@ def degraded_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory)
 def closed_port_url() -> str:
     """A loopback URL where nothing listens (the port was free a moment ago)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+AppFactory = Callable[..., AppTest]
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, live_api: str, tmp_path: Path) -> AppFactory:
+    """An AppTest bound to an API URL (the live one unless given) and an empty reports dir."""
+
+    def make(api_url: str | None = None, **env: str) -> AppTest:
+        monkeypatch.setenv("DOSSIER_API_URL", api_url or live_api)
+        monkeypatch.setenv("DOSSIER_EVALS_REPORTS_DIR", str(tmp_path / "reports"))
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return AppTest.from_file(str(APP_FILE), default_timeout=30)
+
+    return make

@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.ui.conftest import APP_FILE, FOLLOW_UP, carries_topic
+from tests.ui.conftest import FOLLOW_UP, AppFactory, carries_topic
 from ui.client import Answer, ChatMessage, DossierClient
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
 THIRD = "When did that happen?"
 OFF_TOPIC = "What is the capital of France?"
-
-AppFactory = Callable[..., AppTest]
-
-
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, live_api: str, tmp_path: Path) -> AppFactory:
-    """An AppTest bound to an API URL (the live one unless given) and an empty reports dir."""
-
-    def make(api_url: str | None = None, **env: str) -> AppTest:
-        monkeypatch.setenv("DOSSIER_API_URL", api_url or live_api)
-        monkeypatch.setenv("DOSSIER_EVALS_REPORTS_DIR", str(tmp_path / "reports"))
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        return AppTest.from_file(str(APP_FILE), default_timeout=30)
-
-    return make
 
 
 def ask(at: AppTest, question: str) -> AppTest:
@@ -215,23 +194,6 @@ def test_corpus_page_lists_collections_documents_and_search(app: AppFactory) -> 
     results = at.dataframe[2].value
     assert list(results["rank"]) == [1, 2, 3]
     assert list(results["score"]) == sorted(results["score"], reverse=True)
-
-
-def test_evals_page_has_an_empty_state_then_table_and_chart(
-    app: AppFactory, tmp_path: Path
-) -> None:
-    at = app().run()
-    at.radio(key="page").set_value("Evals").run()
-    assert "No eval reports yet" in at.info[0].value
-    suite = tmp_path / "reports" / "answers"
-    suite.mkdir(parents=True)
-    report = {"suite": "answers", "metrics": {"citation_precision": 0.8, "refusal_f1": 0.6}}
-    (suite / "report.json").write_text(json.dumps({**report, "cases": [{"id": "q1"}]}))
-    at.run()
-    assert not at.info
-    table = at.dataframe[0].value
-    assert list(table["suite"]) == ["answers"] and float(table["refusal_f1"][0]) == 0.6
-    assert at.get("vega_lite_chart")
 
 
 def test_feedback_page_lists_what_was_sent(app: AppFactory, live_api: str) -> None:
