@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     )
     evals_reports_dir: Path = Field(
         default=Path("evals/reports"),
-        description="Where `dossier eval` writes <suite>.json (its --out); the Evals page reads it.",
+        description="Where `dossier eval --out` writes <suite>.json; the Evals page reads it.",
     )
 
     @property

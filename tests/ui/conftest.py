@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -73,12 +74,12 @@ def slow_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> 
         yield server.url
 
 
-@pytest.fixture(scope="session")
-def degraded_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An API configured with an LLM answerer whose model server (tests/fake_llm.py, real
-    HTTP on loopback) answers every request with HTTP 500: each answer is the extractive
-    fallback, flagged degraded. The condenser falls back to the offline one the same way."""
-    state = FakeState(script=[Step(status=500)])
+@contextmanager
+def llm_api(seed_engine: Dossier, tmp: Path, step: Step) -> Iterator[str]:
+    """An API whose answerer is the LLM one, talking over real HTTP on loopback to the
+    scripted model server of tests/fake_llm.py, which answers every request with ``step``.
+    Condensing stays offline, so only answers reach the model."""
+    state = FakeState(script=[step])
     with LiveServer(create_fake_app(state)) as llm:
         llm_config: dict[str, Any] = {
             "answerer": "llm",
@@ -86,6 +87,7 @@ def degraded_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory)
             "llm_model": "fake",
             "llm_retries": 0,
             "llm_timeout_s": 5.0,
+            "chat_condenser": "offline",
         }
         # The engine reads the shared seed index; the app writes feedback to its own temp dir.
         settings = seed_engine.settings.model_copy(update=llm_config)
@@ -97,10 +99,19 @@ def degraded_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory)
         engine = Dossier(
             settings, store=seed_engine.store, embedder=seed_engine.embedder, answerer=answerer
         )
-        app_settings = make_settings(tmp_path_factory.mktemp("degraded-api"), **llm_config)
-        with LiveServer(create_app(app_settings, dossier=engine)) as server:
-            yield server.url
-        answerer.close()
+        try:
+            with LiveServer(create_app(make_settings(tmp, **llm_config), dossier=engine)) as api:
+                yield api.url
+        finally:
+            answerer.close()
+
+
+@pytest.fixture(scope="session")
+def degraded_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every answer is the extractive fallback, flagged degraded: the model server answers
+    each request with HTTP 500."""
+    with llm_api(seed_engine, tmp_path_factory.mktemp("degraded-api"), Step(status=500)) as url:
+        yield url
 
 
 @pytest.fixture
