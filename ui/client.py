@@ -83,6 +83,9 @@ class Answer(_Model):
 
 
 Role = Literal["system", "user", "assistant"]
+# The most messages one /v1/chat request may carry (the API's schema); the API reads only
+# the latest turns anyway (DOSSIER_CHAT_MAX_TURNS), so a longer history is trimmed here.
+MAX_CHAT_MESSAGES = 100
 
 
 class ChatMessage(_Model):

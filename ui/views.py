@@ -13,6 +13,7 @@ import streamlit as st
 
 from ui import render
 from ui.client import (
+    MAX_CHAT_MESSAGES,
     Answer,
     ApiError,
     ApiResponseError,
@@ -128,13 +129,17 @@ def render_answer(client: DossierClient, i: int, message: Message) -> None:
 
 def conversation(messages: Sequence[Message]) -> list[ChatMessage]:
     """The history as the API reads it: each question, and each answer's text. Failed turns
-    keep the question (the user asked it) but have no answer to send."""
+    keep the question (the user asked it) but have no answer to send. Only the latest
+    messages that one request may carry are sent, starting at a question."""
     out = []
     for m in messages:
         if m["role"] == "user":
             out.append(ChatMessage(role="user", content=m["text"]))
         elif m.get("answer") is not None:
             out.append(ChatMessage(role="assistant", content=m["answer"].answer))
+    out = out[-MAX_CHAT_MESSAGES:]
+    while out and out[0].role != "user":
+        out = out[1:]
     return out
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.ui.conftest import FOLLOW_UP, carries_topic
 from ui.client import (
+    MAX_CHAT_MESSAGES,
     Answer,
     ApiError,
     ApiResponseError,
@@ -19,6 +21,7 @@ from ui.client import (
     Retrieved,
     TextDelta,
 )
+from ui.views import conversation as page_history
 
 SEED = "albania-iran"
 QUESTION = "Why did Albania expel Iranian diplomats?"
@@ -161,3 +164,22 @@ def test_chat_stream_errors_before_the_stream_opens(client: DossierClient) -> No
 def test_chat_stream_to_a_closed_port_is_unreachable(closed_port_url: str) -> None:
     with DossierClient(closed_port_url) as c, pytest.raises(ApiUnreachable):
         next(c.chat_stream([ChatMessage(role="user", content=QUESTION)]))
+
+
+def test_a_long_conversation_is_trimmed_to_what_one_request_may_carry(
+    client: DossierClient,
+) -> None:
+    """The chat page's history of 60 turns (one failed) is 120 messages; it sends the latest
+    it may (the API's limit), starting with a question, and the API answers them."""
+    answer = client.ask(QUESTION, SEED)
+    turns: list[dict[str, Any]] = []
+    for i in range(60):
+        turns.append({"role": "user", "text": f"Question {i} about Albania?"})
+        failed = {"role": "assistant", "error": "The API did not answer", "kind": "timeout"}
+        turns.append(failed if i == 30 else {"role": "assistant", "answer": answer})
+    turns.append({"role": "user", "text": FOLLOW_UP})
+    messages = page_history(turns)
+    assert len(messages) == MAX_CHAT_MESSAGES and messages[0].role == "user"
+    assert messages[-1] == ChatMessage(role="user", content=FOLLOW_UP)
+    assert all(m.content != "The API did not answer" for m in messages)
+    assert client.chat(messages, SEED).answer

@@ -82,3 +82,7 @@ def test_the_shape_check_notices_a_drifted_field() -> None:
 
     assert fields(Narrower)["start"] != fields(s.CitationPublic)["start"]
     assert set(fields(Wider)) - set(fields(s.CitationPublic)) == {"extra"}
+
+
+def test_the_client_trims_a_conversation_to_what_the_api_accepts() -> None:
+    assert c.MAX_CHAT_MESSAGES == s.MAX_MESSAGES
