@@ -333,13 +333,15 @@ def corpus(client: DossierClient, collection: str | None) -> None:
 
 # -- evals -------------------------------------------------------------------------------
 def _metric_rows(report: SuiteReport) -> list[dict[str, Any]]:
+    # Only suites run with the baseline answerer (squad2, bbc) have a baseline column.
+    with_baseline = any(m.baseline is not None for m in report.metrics)
     return [
         {
             "metric": m.name,
             "value": m.value,
             "95% CI": "" if m.low is None or m.high is None else f"[{m.low:.3f}, {m.high:.3f}]",
             "n": m.n,
-            "baseline": m.baseline,
+            **({"baseline": m.baseline} if with_baseline else {}),
             "threshold": m.threshold,
             "goal": m.goal,
             "status": m.status,

@@ -162,6 +162,7 @@ def test_evals_page_shows_the_runners_reports(
     )
     assert "baseline_key_fact_recall" not in table.index
     assert strict.loc["key_fact_recall", "status"] == "MISSED"
+    assert strict.loc["key_fact_recall", "threshold"].startswith("≥ ")
     assert any("Threshold missed: key_fact_recall" in e.value for e in at.error)
     questions = frames_with(at, "qid")[0]
     assert len(questions) == len(seed_result.questions)
