@@ -22,7 +22,18 @@ class _Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class AskRequest(BaseModel):
+class _AnswerOptions(BaseModel):
+    """What /v1/ask and /v1/chat share: where to look, and how many passages."""
+
+    collection: str | None = Field(
+        default=None, max_length=100, description="Defaults to the configured one."
+    )
+    top_k: int | None = Field(
+        default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
+    )
+
+
+class AskRequest(_AnswerOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -35,12 +46,6 @@ class AskRequest(BaseModel):
         max_length=MAX_QUESTION_CHARS,
         pattern=NOT_BLANK,
         description="The question, in plain language (not only whitespace).",
-    )
-    collection: str | None = Field(
-        default=None, max_length=100, description="Defaults to the configured one."
-    )
-    top_k: int | None = Field(
-        default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
     )
     stream: StrictBool = Field(
         default=False,
@@ -63,7 +68,7 @@ class ChatMessage(BaseModel):
         return Message(self.role, self.content)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_AnswerOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -85,12 +90,6 @@ class ChatRequest(BaseModel):
         max_length=MAX_MESSAGES,
         description="The conversation so far, oldest first, ending with the user's question. "
         "Only the latest turns are read (DOSSIER_CHAT_MAX_TURNS).",
-    )
-    collection: str | None = Field(
-        default=None, max_length=100, description="Defaults to the configured one."
-    )
-    top_k: int | None = Field(
-        default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
     )
     stream: StrictBool = Field(
         default=False,

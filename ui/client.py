@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -226,15 +227,21 @@ class DossierClient:
         self.close()
 
     # -- transport -------------------------------------------------------------
-    def _request(self, method: str, path: str, model: type[T] | Any, **kwargs: Any) -> T:
+    @contextmanager
+    def _transport(self) -> Iterator[None]:
+        """httpx's failures as the UI's: a refused connection vs an API too slow to answer."""
         try:
-            resp = self._http.request(method, path, **kwargs)
+            yield
         except httpx.TimeoutException as exc:
             if isinstance(exc, httpx.ConnectTimeout):
                 raise ApiUnreachable(self.base_url, exc) from exc
             raise ApiTimeout(self.base_url, self.timeout_s) from exc
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, exc) from exc
+
+    def _request(self, method: str, path: str, model: type[T] | Any, **kwargs: Any) -> T:
+        with self._transport():
+            resp = self._http.request(method, path, **kwargs)
         if resp.status_code >= 400:
             raise _error_from(resp)
         try:
@@ -284,7 +291,7 @@ class DossierClient:
         retrieved: dict[str, Any] = {}
         final: dict[str, Any] | None = None
         try:
-            with self._http.stream("POST", "/v1/chat", json=body) as resp:
+            with self._transport(), self._http.stream("POST", "/v1/chat", json=body) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise _error_from(resp)
@@ -308,12 +315,6 @@ class DossierClient:
                         }
                         yield _parse(Answer, merged, self.base_url)
                         return
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout):
-                raise ApiUnreachable(self.base_url, exc) from exc
-            raise ApiTimeout(self.base_url, self.timeout_s) from exc
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, exc) from exc
         except ValueError as exc:  # not JSON: not a Dossier API, or a proxy's page
             log.warning("unreadable answer stream from %s: %s", self.base_url, exc)
             raise ApiError(
