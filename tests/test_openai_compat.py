@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,16 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from dossier.answering import build_answerer
 from dossier.engine import Dossier
+from dossier.llm import LLMAnswerer
+from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
 from ingest.pipeline import Ingestor
 from service.app import create_app
 from service.keys import KEYS_FILE, KeyStore
 from tests.conftest import SEED_COLLECTION, make_settings
+from tests.fake_llm import FakeState, Step, create_fake_app
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
 OFF_TOPIC = "What is the capital of France?"
@@ -188,6 +193,16 @@ def test_errors_keep_openai_shape_on_these_paths_only(http: httpx.Client) -> Non
     assert r.status_code == 422 and set(r.json()["error"]) == {"type", "message"}
 
 
+def test_keyless_server_ignores_foreign_tokens_but_not_wrong_keys(http: httpx.Client) -> None:
+    # OpenAI clients must send a key; where none is needed, "sk-..." is no key...
+    r = http.get("/v1/models", headers={"Authorization": "Bearer sk-anything"})
+    assert r.status_code == 200
+    # ...but a Dossier key that is wrong says so, on every route.
+    for path in ("/v1/models", "/v1/collections"):
+        r = http.get(path, headers={"Authorization": "Bearer dsk_000000000000_" + "x" * 43})
+        assert r.status_code == 401, path
+
+
 def test_sync_streaming_sends_chunks_then_citations(
     client: openai.OpenAI, http: httpx.Client
 ) -> None:
@@ -309,6 +324,76 @@ def test_llama_index_openai_like(api_url: str) -> None:
     streamed = list(llm.stream_chat([ChatMessage(role=MessageRole.USER, content=QUESTION)]))
     assert streamed and streamed[-1].message.content == completed.text
     assert "".join(r.delta or "" for r in streamed) == completed.text
+
+
+# -- with the LLM answerer (a scripted OpenAI-compatible endpoint) ----------------------
+
+
+@pytest.fixture(scope="module")
+def llm_server(seed_engine: Dossier) -> Iterator[tuple[openai.OpenAI, FakeState]]:
+    state = FakeState(script=[Step(text="unused")])
+    with LiveServer(create_fake_app(state)) as fake:
+        settings = seed_engine.settings.model_copy(
+            update={
+                "answerer": "llm",
+                "llm_base_url": f"{fake.url}/v1",
+                "llm_model": "fake",
+                "llm_timeout_s": 5.0,
+                "llm_retries": 0,
+            }
+        )
+        answerer = build_answerer(settings)
+        assert isinstance(answerer, LLMAnswerer)
+        answerer._scorer = OfflineSupportScorer(seed_engine.embedder)  # no second model load
+        engine = Dossier(
+            settings, store=seed_engine.store, embedder=seed_engine.embedder, answerer=answerer
+        )
+        with (
+            LiveServer(create_app(settings, engine)) as live,
+            openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as c,
+        ):
+            yield c, state
+
+
+def test_llm_stream_dying_ends_with_the_extractive_answer(
+    llm_server: tuple[openai.OpenAI, FakeState], http: httpx.Client
+) -> None:
+    client, state = llm_server
+    state.script[:] = [Step(text="Albania cut ties with Iran [1]. " * 10, die_after=6)]
+    chunks = list(
+        client.chat.completions.create(model=SEED_COLLECTION, messages=user(QUESTION), stream=True)
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    extra = last.model_extra or {}
+    assert extra["degraded"] is True and "broke off" in extra["degraded_reason"]
+    # The LLM's partial text went out first; the verified answer that replaces it is
+    # `answer`, and the annotations index into it.
+    assert streamed.startswith("Albania cut") and extra["answer"] != streamed
+    notes = (last.choices[0].delta.model_extra or {})["annotations"]
+    check_cited(extra["answer"], extra, notes, http)
+
+
+def test_llm_stream_stops_when_the_client_leaves(
+    llm_server: tuple[openai.OpenAI, FakeState],
+) -> None:
+    client, state = llm_server
+    total = 400
+    state.tokens_sent, state.stream_finished_at = 0, None
+    state.script[:] = [Step(text=" ".join(["word"] * total), token_delay_s=0.01)]
+    stream = client.chat.completions.create(
+        model=SEED_COLLECTION, messages=user(QUESTION), stream=True
+    )
+    chunks = iter(stream)
+    assert next(chunks).choices[0].delta.role == "assistant"
+    assert next(chunks).choices[0].delta.content
+    stream.close()
+    deadline = time.monotonic() + 3
+    while state.stream_finished_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state.stream_finished_at is not None
+    assert state.tokens_sent < total / 2, state.tokens_sent
 
 
 # -- with keys -------------------------------------------------------------------------
