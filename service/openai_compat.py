@@ -131,6 +131,7 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     # OpenAI clients send many fields Dossier has no use for (user, seed, top_p, ...).
+    # Numbers are strict: JSON's true/false or "5" is not a temperature or a count.
     model_config = ConfigDict(
         extra="ignore",
         json_schema_extra={
@@ -157,12 +158,20 @@ class ChatCompletionRequest(BaseModel):
     )
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2, description="Ignored.")
-    max_tokens: int | None = Field(default=None, ge=1, description="Ignored.")
-    max_completion_tokens: int | None = Field(default=None, ge=1, description="Ignored.")
-    n: int | None = Field(default=None, description="Only 1: Dossier gives one answer.")
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True, description="Ignored.")
+    max_tokens: int | None = Field(default=None, ge=1, strict=True, description="Ignored.")
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, strict=True, description="Ignored."
+    )
+    n: int | None = Field(
+        default=None, strict=True, description="Only 1: Dossier gives one answer."
+    )
     top_k: int | None = Field(
-        default=None, ge=1, le=MAX_TOP_K, description="Dossier's: passages to retrieve."
+        default=None,
+        ge=1,
+        le=MAX_TOP_K,
+        strict=True,
+        description="Dossier's: passages to retrieve.",
     )
 
     @field_validator("n")

@@ -157,6 +157,7 @@ def test_unknown_model_is_openai_404(client: openai.OpenAI) -> None:
         ),
         ({"messages": []}, "messages", "at least 1"),
         ({"temperature": 5}, "temperature", "less than or equal to 2"),
+        ({"temperature": False}, "temperature", "valid number"),
         (
             {
                 "messages": [
