@@ -452,3 +452,20 @@ def test_models_follow_the_keys_scope(keyed: dict[str, str]) -> None:
     assert isinstance(denied.value.body, dict)
     assert denied.value.body["type"] == "authentication_error"
     assert "API key" in denied.value.message
+
+
+def test_rate_limit_is_openai_429(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, embedder="hashing", rate_limit_burst=2, rate_limit_per_minute=1
+    )
+    with (
+        LiveServer(create_app(settings)) as live,
+        openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as c,
+    ):
+        assert c.models.list().data == []  # nothing ingested: no models
+        c.models.list()
+        with pytest.raises(openai.RateLimitError) as err:
+            c.models.list()
+    assert err.value.status_code == 429 and err.value.code == "rate_limited"
+    assert int(err.value.response.headers["retry-after"]) >= 1
+    assert "retry after" in err.value.message
