@@ -20,8 +20,6 @@ from dossier.errors import ConfigurationError
 from dossier.settings import Settings, get_settings, is_loopback
 from service import errors, feedback, ingestion, openai_compat
 from service.auth import PrincipalDep, TokenBuckets, scoped
-
-# The engine dependency and the answer time limit live in service.deps, for every router.
 from service.deps import DossierDep, answer_within
 from service.errors import errors_doc
 from service.keys import KEYS_FILE, KeyStore
