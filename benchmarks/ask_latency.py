@@ -1,6 +1,7 @@
 """``/v1/ask`` latency over loopback HTTP on the BBC collection, per answerer, in one run.
 
     python benchmarks/ask_latency.py [--rounds 2] [--out FILE]
+    python benchmarks/ask_latency.py --endpoints [--rounds 5] [--out FILE]
 
 Needs the BBC corpus ingested into the data directory's ``bbc`` collection (``dossier
 ingest ../shared/benchmarks/news-bbc/bbc --collection bbc``, or any ``dossier eval
@@ -8,6 +9,12 @@ ingest ../shared/benchmarks/news-bbc/bbc --collection bbc``, or any ``dossier ev
 one server per answerer: the learned model (``extractive``), the old rules and the
 cosine baseline, so the numbers compare as ratios. Sentence vectors are cached per
 server; the first round is cold, later rounds warm, and both are reported.
+
+``--endpoints`` compares ``/v1/ask`` with ``/v1/chat/completions`` (single-turn,
+non-streaming) for the default (extractive) answerer on the seed collection, ingested
+into a temporary directory: the seed suite's questions, each asked of both endpoints
+back to back (alternating which goes first), after one untimed pass over both. Pairing
+keeps a shared machine's load drift out of the difference; the load average is recorded.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +35,9 @@ import numpy as np
 from dossier.answering import build_answerer
 from dossier.engine import Dossier
 from dossier.settings import Settings
-from dossier.testing import LiveServer
-from evals.loaders import BBC_COLLECTION, bbc_dev_rows
+from dossier.testing import LiveServer, make_settings
+from evals.loaders import BBC_COLLECTION, bbc_dev_rows, load_seed
+from ingest.pipeline import Ingestor
 from service.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,14 +69,96 @@ def measure(settings: Settings, answerer: str, questions: list[str], rounds: int
     return out
 
 
+SEED = "albania-iran"
+
+
+def compare_endpoints(rounds: int) -> dict[str, Any]:
+    """p50/p95 of /v1/ask and /v1/chat/completions on the same questions, same server."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = make_settings(Path(tmp), ROOT / "corpus")
+        engine = Dossier(settings)
+        Ingestor(settings, engine.store, engine.embedder).ingest(ROOT / "corpus" / SEED, SEED)
+        questions = [q.question for q in load_seed(settings).questions if q.collection == SEED]
+        requests: dict[str, Callable[[str], tuple[str, dict[str, Any]]]] = {
+            "ask": lambda q: ("/v1/ask", {"question": q, "collection": SEED}),
+            "chat_completions": lambda q: (
+                "/v1/chat/completions",
+                {"model": SEED, "messages": [{"role": "user", "content": q}]},
+            ),
+        }
+        times: dict[str, list[float]] = {name: [] for name in requests}
+        load_before = os.getloadavg()
+        with (
+            LiveServer(create_app(settings, engine)) as server,
+            httpx.Client(base_url=server.url, timeout=60) as client,
+        ):
+            for r in range(rounds + 1):  # round 0 warms both endpoints and is not kept
+                for i, q in enumerate(questions):
+                    order = list(requests) if (i + r) % 2 == 0 else list(reversed(requests))
+                    for name in order:
+                        path, body = requests[name](q)
+                        t0 = time.perf_counter()
+                        response = client.post(path, json=body)
+                        elapsed = (time.perf_counter() - t0) * 1000
+                        response.raise_for_status()
+                        if r > 0:
+                            times[name].append(elapsed)
+        load_after = os.getloadavg()
+    out: dict[str, Any] = {
+        "collection": SEED,
+        "answerer": settings.answerer,
+        "questions": len(questions),
+        "rounds": rounds,
+        "requests_per_endpoint": len(times["ask"]),
+        "cpus": os.cpu_count(),
+        "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+        "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
+    }
+    for name, values in times.items():
+        out[f"{name}_p50_ms"] = round(pct(values, 0.5), 2)
+        out[f"{name}_p95_ms"] = round(pct(values, 0.95), 2)
+    out["p50_diff_ms"] = round(out["chat_completions_p50_ms"] - out["ask_p50_ms"], 2)
+    out["p95_diff_ms"] = round(out["chat_completions_p95_ms"] - out["ask_p95_ms"], 2)
+    paired = [c - a for a, c in zip(times["ask"], times["chat_completions"], strict=True)]
+    out["paired_diff_p50_ms"] = round(pct(paired, 0.5), 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None, help="default 2, or 5 with --endpoints")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "ask_latency.json"
+        "--endpoints",
+        action="store_true",
+        help="compare /v1/ask with /v1/chat/completions on the seed collection",
     )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    results_dir = ROOT / "benchmarks" / "results"
+    if args.endpoints:
+        result = compare_endpoints(args.rounds or 5)
+        print(
+            f"{result['questions']} seed questions x {result['rounds']} rounds, loopback HTTP, "
+            f"{result['answerer']} answerer, load {result['loadavg_1_5_15_before']} -> "
+            f"{result['loadavg_1_5_15_after']} on {result['cpus']} CPUs"
+        )
+        for name in ("ask", "chat_completions"):
+            print(
+                f"{name:>17}: p50 {result[f'{name}_p50_ms']} ms, p95 {result[f'{name}_p95_ms']} ms"
+            )
+        print(
+            f"chat/completions - ask: p50 {result['p50_diff_ms']:+} ms, "
+            f"p95 {result['p95_diff_ms']:+} ms (paired per question, median "
+            f"{result['paired_diff_p50_ms']:+} ms)"
+        )
+        out = args.out or results_dir / "ask_vs_chat_completions.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+        return
+    args.rounds = args.rounds or 2
+    args.out = args.out or results_dir / "ask_latency.json"
     settings = Settings()
     questions = [str(r["question"]) for r in bbc_dev_rows(settings)]
     results = [

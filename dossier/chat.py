@@ -46,6 +46,9 @@ def describe(exc: BaseException) -> str:
         return "the LLM endpoint could not be reached"
     if isinstance(exc, openai.APIStatusError):
         return f"the LLM endpoint answered HTTP {exc.status_code}"
+    if isinstance(exc, httpx.TimeoutException):
+        # openai<3 lets a timeout while reading a stream through as httpx's own error.
+        return "the LLM endpoint timed out"
     if isinstance(exc, httpx.HTTPError):
         return f"the LLM stream broke off ({type(exc).__name__})"
     return f"the LLM call failed ({type(exc).__name__}: {exc})"

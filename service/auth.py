@@ -21,6 +21,7 @@ from dossier.errors import (
     PermissionDenied,
     RateLimited,
 )
+from service.keys import PREFIX as KEY_PREFIX
 from service.keys import ApiKey, KeyStore, Role
 
 bearer = HTTPBearer(
@@ -107,6 +108,15 @@ def principal(
     required: bool = state.auth_required
     limiter: TokenBuckets = state.rate_limiter
     key: ApiKey | None = None
+    if (
+        credentials is not None
+        and not required
+        and not credentials.credentials.startswith(f"{KEY_PREFIX}_")
+    ):
+        # OpenAI clients must send some key (the SDK refuses to start without one). Where
+        # the API needs none, a token that is not a Dossier key counts as no key, so they
+        # work unchanged; a dsk_ token that is wrong is still a 401 (a misconfigured app).
+        credentials = None
     if credentials is not None:
         keys: KeyStore = state.keys
         key = keys.verify(credentials.credentials)

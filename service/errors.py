@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dossier import errors
-from service.schemas import ErrorPublic
+from service.schemas import ErrorPublic, OpenAIErrorPublic
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,43 @@ STATUS: list[tuple[type[errors.DossierError], int, str]] = [
 ]
 
 
+# The OpenAI-compatible routes (service/openai_compat.py) answer in OpenAI's error shape,
+# {"error": {"message", "type", "param", "code"}}, which the openai SDK and the clients built
+# on it parse; the message is the same as on the rest of /v1, Dossier's kind becomes the code.
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+
+
+def is_openai_path(request: Request) -> bool:
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    return any(path == p or path.startswith(p + "/") for p in OPENAI_PATHS)
+
+
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
 def _body(
-    kind: str, message: str, status: int, headers: Mapping[str, str] | None = None
+    request: Request,
+    kind: str,
+    message: str,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
+    error: dict[str, object] = {"type": kind, "message": message}
+    if is_openai_path(request):
+        if status == 422:  # OpenAI says 400 for any invalid request (openai.BadRequestError)
+            status = 400
+        error = {"message": message, "type": _openai_type(status), "param": param, "code": kind}
     return JSONResponse(
         status_code=status,
-        content={"error": {"type": kind, "message": message}},
+        content={"error": error},
         headers=dict(headers) if headers else None,
     )
 
@@ -62,17 +93,27 @@ def _dossier_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, cls):
             if status >= 500:
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
-            return _body(kind, str(exc), status, _headers(exc))
+            message, param = str(exc), None
+            if isinstance(exc, errors.CollectionNotFound) and is_openai_path(request):
+                # There a collection is a model, named by the request's "model".
+                kind, param = "model_not_found", "model"
+                message = (
+                    f"The model {exc.name!r} does not exist: models are Dossier's "
+                    f"collections (GET /v1/models lists them). {message}"
+                )
+            return _body(request, kind, message, status, _headers(exc), param)
     raise AssertionError("unreachable: DossierError is last in STATUS")
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    parts = []
+    parts, fields = [], []
     for err in exc.errors():
         where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
         parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-    return _body("invalid_input", "; ".join(parts) or "Invalid request.", 422)
+        fields.append(where)
+    param = fields[0] if fields and fields[0] else None
+    return _body(request, "invalid_input", "; ".join(parts) or "Invalid request.", 422, None, param)
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -82,12 +123,13 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # served by several routes (GET and POST /v1/collections) must list them all.
         allow = ", ".join(sorted(_allowed(request.app, request.url.path)))
         return _body(
+            request,
             "method_not_allowed",
             f"{request.method} is not allowed on {request.url.path}; use {allow}.",
             405,
             {"Allow": allow},
         )
-    return _body("http_error", str(exc.detail), exc.status_code, exc.headers)
+    return _body(request, "http_error", str(exc.detail), exc.status_code, exc.headers)
 
 
 def _allowed(app: FastAPI, path: str) -> set[str]:
@@ -106,7 +148,7 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for us; the caller gets no stack trace.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return _body("internal_error", "Internal error; the server log has the details.", 500)
+    return _body(request, "internal_error", "Internal error; the server log has the details.", 500)
 
 
 def install(app: FastAPI) -> None:
@@ -135,11 +177,14 @@ DESCRIPTIONS = {
 COMMON = (400, 401, 413, 422, 429, 503)
 
 
-def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these statuses plus the common ones, with the error body."""
+def errors_doc(*statuses: int, openai: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these statuses plus the common ones, with the error body
+    (OpenAI's shape with ``openai=True``, where a malformed request is a 400, not a 422)."""
     out: dict[int | str, dict[str, Any]] = {}
-    for status in sorted({*statuses, *COMMON}):
-        entry: dict[str, Any] = {"model": ErrorPublic, "description": DESCRIPTIONS[status]}
+    common = {s for s in COMMON if s != 422} if openai else set(COMMON)
+    for status in sorted({*statuses, *common}):
+        model = OpenAIErrorPublic if openai else ErrorPublic
+        entry: dict[str, Any] = {"model": model, "description": DESCRIPTIONS[status]}
         if status == 429:
             entry["headers"] = {
                 "Retry-After": {

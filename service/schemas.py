@@ -243,3 +243,16 @@ class ErrorBody(BaseModel):
 
 class ErrorPublic(BaseModel):
     error: ErrorBody
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, authentication_error, ...")
+    param: str | None = Field(default=None, description="The request field at fault.")
+    code: str | None = Field(default=None, description="e.g. model_not_found, invalid_input.")
+
+
+class OpenAIErrorPublic(BaseModel):
+    """Errors of the OpenAI-compatible routes, in OpenAI's shape (the SDKs parse it)."""
+
+    error: OpenAIErrorBody

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
@@ -36,20 +37,18 @@ def _next(events: Generator[StreamEvent, None, None]) -> StreamEvent | None:
     return next(events, None)
 
 
-async def sse_events(
+async def answer_events(
     dossier: Dossier, retrieved: Retrieved, request: Request
-) -> AsyncIterator[str]:
-    yield sse(
-        "passages",
-        {
-            "collection": retrieved.context.collection,
-            "standalone_question": retrieved.standalone.question if retrieved.standalone else None,
-            "passages": [PassagePublic.from_domain(sp).model_dump() for sp in retrieved.passages],
-        },
-    )
+) -> AsyncGenerator[StreamEvent, None]:
+    """The answer as domain events for a streamed response: text deltas as they are
+    written, then the final Answer (the extractive one, marked degraded, when the
+    answerer fails). Ends without an Answer when the client disconnects.
+
+    Shared by every streaming route (``/v1/ask``, ``/v1/chat``, ``/v1/chat/completions``),
+    which only differ in how they put these events on the wire.
+    """
     events = dossier.answer_stream(retrieved)
     final: Answer | None = None
-    streamed = False
     try:
         while final is None:
             # The model client blocks, so each step runs in a worker thread; between
@@ -63,8 +62,7 @@ async def sse_events(
             if isinstance(event, Answer):
                 final = event
             else:
-                streamed = True
-                yield sse("delta", {"text": event.text})
+                yield event
     except Exception as exc:  # the caller gets the extractive answer, never a 500
         log.exception("streaming answer failed")
         fallback = build_answerer(dossier.settings, "extractive")
@@ -81,7 +79,31 @@ async def sse_events(
         # await here would be cancelled too, leaving the model generating for nobody.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(events.close)
-    if final is None:  # pragma: no cover - answer_stream always ends with an Answer
+    if final is not None:  # None only if answer_stream ended without an Answer
+        yield final
+
+
+async def sse_events(
+    dossier: Dossier, retrieved: Retrieved, request: Request
+) -> AsyncIterator[str]:
+    yield sse(
+        "passages",
+        {
+            "collection": retrieved.context.collection,
+            "standalone_question": retrieved.standalone.question if retrieved.standalone else None,
+            "passages": [PassagePublic.from_domain(sp).model_dump() for sp in retrieved.passages],
+        },
+    )
+    final: Answer | None = None
+    streamed = False
+    async with aclosing(answer_events(dossier, retrieved, request)) as events:
+        async for event in events:
+            if isinstance(event, Answer):
+                final = event
+            else:
+                streamed = True
+                yield sse("delta", {"text": event.text})
+    if final is None:  # the client disconnected
         return
     if not streamed and not final.refused:
         # Answerers that cannot stream (extractive) still keep the event contract.

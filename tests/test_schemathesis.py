@@ -48,6 +48,9 @@ def _run(url: str, out: Path, *args: str) -> tuple[subprocess.CompletedProcess[s
     report = out / "report.ndjson"
     cmd = [
         str(ST),
+        # Per-operation settings: what JSON Schema cannot express about conversations.
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
         "run",
         f"{url}/openapi.json",
         "--checks",
