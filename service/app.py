@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dossier import __version__
-from dossier.engine import Dossier, Retrieved
-from dossier.errors import AnswerTimeout, ConfigurationError
+from dossier.engine import Dossier
+from dossier.errors import ConfigurationError
 from dossier.settings import Settings, get_settings, is_loopback
-from service import errors, feedback, ingestion
+from service import conversations, errors, feedback, ingestion
 from service.auth import PrincipalDep, TokenBuckets, scoped
+
+# The engine dependency and the answer time limit live in service.deps, for every router.
+from service.deps import DossierDep, answer_within
 from service.errors import errors_doc
 from service.keys import KEYS_FILE, KeyStore
 from service.limits import BodySizeLimit, cors_options
@@ -39,37 +41,9 @@ from service.schemas import (
     PassagePublic,
     SearchPublic,
 )
-from service.streaming import STREAM_DOC, sse_events
+from service.streaming import STREAM_DOC, sse_response
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-def get_dossier(request: Request) -> Dossier:
-    engine: Dossier = request.app.state.dossier
-    return engine
-
-
-DossierDep = Annotated[Dossier, Depends(get_dossier)]
-
-
-def answer_within(request: Request, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on the answer pool; 504 when it takes longer than the answer timeout.
-
-    The work itself cannot be interrupted from here (an LLM call has its own timeout), so
-    the pool is bounded and a late result is dropped.
-    """
-    settings: Settings = request.app.state.settings
-    pool: ThreadPoolExecutor = request.app.state.answer_pool
-    future = pool.submit(fn)
-    try:
-        return future.result(timeout=settings.answer_timeout_s)
-    except FutureTimeout:
-        future.cancel()
-        raise AnswerTimeout(
-            f"No answer within {settings.answer_timeout_s:g} s (DOSSIER_ANSWER_TIMEOUT_S); "
-            "try again, or ask a narrower question."
-        ) from None
 
 
 v1 = APIRouter(prefix="/v1")
@@ -93,7 +67,7 @@ def ask(
         return AnswerPublic.from_domain(answer)
     # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
     retrieved = answer_within(request, lambda: dossier.retrieve(body.question, name, body.top_k))
-    return event_stream(dossier, retrieved, request)
+    return sse_response(dossier, retrieved, request)
 
 
 @v1.post(
@@ -116,15 +90,7 @@ def chat(
     if not body.stream:
         answer = answer_within(request, lambda: dossier.answer(retrieved))
         return AnswerPublic.from_domain(answer)
-    return event_stream(dossier, retrieved, request)
-
-
-def event_stream(dossier: Dossier, retrieved: Retrieved, request: Request) -> StreamingResponse:
-    return StreamingResponse(
-        sse_events(dossier, retrieved, request),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(dossier, retrieved, request)
 
 
 @v1.get(
@@ -260,6 +226,7 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     errors.install(app)
     app.include_router(v1)
     feedback.install(app, settings.data_dir)
+    conversations.install(app, settings)
     ingest_jobs = ingestion.install(app, settings, engine)
     # Outermost last: the size limit runs before CORS and before any route reads the body.
     if settings.cors_origins:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import replace
 from typing import Any
 
 import anyio
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from dossier.answering import StreamEvent, build_answerer
 from dossier.engine import Dossier, Retrieved
@@ -36,8 +37,23 @@ def _next(events: Generator[StreamEvent, None, None]) -> StreamEvent | None:
     return next(events, None)
 
 
+# Called with the final answer before `done`; what it returns is added to `done`'s data
+# (a stored conversation puts the ids of the messages it stored there).
+OnFinal = Callable[[Answer], Awaitable[dict[str, Any]]]
+
+
+def sse_response(
+    dossier: Dossier, retrieved: Retrieved, request: Request, on_final: OnFinal | None = None
+) -> StreamingResponse:
+    return StreamingResponse(
+        sse_events(dossier, retrieved, request, on_final),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 async def sse_events(
-    dossier: Dossier, retrieved: Retrieved, request: Request
+    dossier: Dossier, retrieved: Retrieved, request: Request, on_final: OnFinal | None = None
 ) -> AsyncIterator[str]:
     yield sse(
         "passages",
@@ -88,4 +104,5 @@ async def sse_events(
         yield sse("delta", {"text": final.text})
     body = AnswerPublic.from_domain(final).model_dump(exclude={"passages", "timings"})
     yield sse("citations", body)
-    yield sse("done", {"timings": final.timings})
+    extra = await on_final(final) if on_final is not None else {}
+    yield sse("done", {"timings": final.timings, **extra})
