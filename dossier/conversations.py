@@ -100,7 +100,7 @@ class Conversation:
     # none from ``recent``.
     messages: tuple[StoredMessage, ...] = ()
 
-    def ask(self, question: str) -> list[Message]:
+    def chat_messages(self, question: str) -> list[Message]:
         """The history read so far plus the new question, oldest first, for ``Dossier.chat``
         (which keeps the latest turns of it, never the first)."""
         return [*(m.to_message() for m in self.messages), Message("user", question)]

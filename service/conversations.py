@@ -173,12 +173,23 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
+# OpenAPI links: what a client (and the schemathesis contract test) can do with a new id.
+_ID = {"conversation_id": "$response.body#/id"}
+CONVERSATION_LINKS = {
+    "links": {
+        "AskInIt": {"operationId": "post_message", "parameters": _ID},
+        "GetIt": {"operationId": "get_conversation", "parameters": _ID},
+        "DeleteIt": {"operationId": "delete_conversation", "parameters": _ID},
+    }
+}
+
 
 @router.post(
     "",
     status_code=201,
+    operation_id="create_conversation",
     summary="Start a conversation that the server keeps",
-    responses=errors_doc(404, 409),
+    responses={201: CONVERSATION_LINKS, **errors_doc(404, 409)},
 )
 def create_conversation(
     dossier: DossierDep,
@@ -194,6 +205,7 @@ def create_conversation(
 
 @router.get(
     "",
+    operation_id="list_conversations",
     summary="Your conversations, newest first (without their messages)",
     responses=errors_doc(404),
 )
@@ -212,6 +224,7 @@ def list_conversations(
 
 @router.get(
     "/{conversation_id}",
+    operation_id="get_conversation",
     summary="A conversation with all its messages and the answers' citations",
     responses=errors_doc(404),
 )
@@ -224,6 +237,7 @@ def get_conversation(
 @router.delete(
     "/{conversation_id}",
     status_code=204,
+    operation_id="delete_conversation",
     summary="Delete a conversation and its messages",
     responses=errors_doc(404),
 )
@@ -236,6 +250,7 @@ def delete_conversation(
 
 @router.post(
     "/{conversation_id}/messages",
+    operation_id="post_message",
     summary="Ask the next question; the answer reads the conversation's latest turns",
     response_model=ConversationAnswerPublic,
     responses={
@@ -265,7 +280,7 @@ def post_message(
     conversation.check_room(limit)  # before answering, so a full one costs nothing
     name = scoped(principal, dossier, conversation.collection, "read")
     question = body.content.strip()
-    messages = conversation.ask(question)
+    messages = conversation.chat_messages(question)
     retrieved = answer_within(request, lambda: dossier.chat_retrieve(messages, name, body.top_k))
 
     def store_turn(answer: Answer) -> tuple[StoredMessage, StoredMessage]:

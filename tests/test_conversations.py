@@ -252,7 +252,7 @@ def test_the_store_keeps_the_latest_turns_oldest_first(tmp_path: Path) -> None:
     assert latest.message_count == 10
     assert [m.content for m in latest.messages] == ["q3", "a3", "q4", "a4"]
     # What Dossier.chat gets: that history, then the new question, oldest first.
-    assert [m.content for m in latest.ask("q5")] == ["q3", "a3", "q4", "a4", "q5"]
+    assert [m.content for m in latest.chat_messages("q5")] == ["q3", "a3", "q4", "a4", "q5"]
     assert store.get(conv.id, "key1", last=0).messages == ()
 
 
