@@ -1,6 +1,6 @@
 """Server-side conversations (/v1/conversations) over HTTP on the ingested seed collection:
 CRUD, follow-ups read in context, streaming, the message cap, key isolation, and
-persistence across a restart of the server process."""
+persistence across a restart into a server with two worker processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -261,11 +263,23 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env["DOSSIER_DATA_DIR"] = str(data_dir)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(DOSSIER), "serve", "--port", str(port)],
+            [str(DOSSIER), "serve", "--port", str(port), "--workers", "2"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def _each_worker(url: str, path: str) -> dict[str, Any]:
+    """GET ``path`` on fresh connections until both workers have answered: body by worker."""
+    seen: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        with httpx.Client(timeout=60) as c:
+            r = c.get(url + path)
+        seen.setdefault(r.headers["x-dossier-worker"], _ok(r))
+    assert len(seen) == 2, f"only workers {sorted(seen)} answered"
+    return seen
 
 
 @pytest.mark.slow
@@ -278,22 +292,41 @@ def test_conversations_survive_a_restart(seed_engine: Dossier, tmp_path: Path) -
     ):
         cid = _ok(c.post("/v1/conversations"), 201)["id"]
         answer = _ok(c.post(f"/v1/conversations/{cid}/messages", json={"content": FIRST}))
-    # Then a new server process on the same data dir.
+    # Then a new server, two worker processes, on the same data dir.
     port, log = free_port(), tmp_path / "serve.log"
     proc = _serve(settings.data_dir, port, log)
     try:
         url = f"http://127.0.0.1:{port}"
         if not wait_for_http(f"{url}/healthz", proc, timeout=180):
             pytest.fail(f"dossier serve did not start:\n{log.read_text()}")
-        with httpx.Client(base_url=url, timeout=60) as c:
-            stored = _ok(c.get(f"/v1/conversations/{cid}"))
+        for stored in _each_worker(url, f"/v1/conversations/{cid}").values():
             assert [m["content"] for m in stored["messages"]] == [FIRST, answer["answer"]]
             assert stored["messages"][1]["citations"] == answer["citations"]
+        with httpx.Client(base_url=url, timeout=60) as c:
             follow_up = _ok(
                 c.post(f"/v1/conversations/{cid}/messages", json={"content": FOLLOW_UP})
             )
-            _assert_carries_first_topic(follow_up)
-            assert _ok(c.get(f"/v1/conversations/{cid}"))["message_count"] == 4
+        _assert_carries_first_topic(follow_up)
+
+        # Turns posted at once, on fresh connections (so both workers write): each
+        # question is stored with its own answer, none is lost.
+        def post(i: int) -> str:
+            with httpx.Client(base_url=url, timeout=120) as c:
+                body = {"content": f"And what happened to the embassy? ({i})"}
+                r = c.post(f"/v1/conversations/{cid}/messages", json=body)
+            _ok(r)
+            return r.headers["x-dossier-worker"]
+
+        with ThreadPoolExecutor(4) as pool:
+            workers = set(pool.map(post, range(4)))
+        for stored in _each_worker(url, f"/v1/conversations/{cid}").values():
+            msgs = stored["messages"]
+            assert stored["message_count"] == len(msgs) == 12
+            assert [m["role"] for m in msgs] == ["user", "assistant"] * 6
+            asked = sorted(m["content"] for m in msgs[4::2])
+            assert asked == [f"And what happened to the embassy? ({i})" for i in range(4)]
+        print(f"concurrent turns were answered by workers {sorted(workers)}")
+        with httpx.Client(base_url=url, timeout=60) as c:
             assert c.delete(f"/v1/conversations/{cid}").status_code == 204
     finally:
         proc.terminate()
