@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -67,7 +67,9 @@ class TurnAnswer:
 
     @classmethod
     def from_json(cls, text: str) -> TurnAnswer:
-        data: dict[str, Any] = json.loads(text)
+        # Fields this version does not know (written by a later one) are left out.
+        known = {f.name for f in fields(cls)}
+        data: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in known}
         data["sentences"] = tuple(
             AnswerSentence(**{**s, "citations": tuple(s["citations"])}) for s in data["sentences"]
         )

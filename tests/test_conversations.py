@@ -244,6 +244,42 @@ def test_a_conversation_belongs_to_the_key_that_created_it(keyed: dict[str, Any]
         assert stored["message_count"] == 2
 
 
+@pytest.fixture(scope="module")
+def one_turn_url(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The seed index answered by an engine that reads only the latest earlier turn."""
+    settings = seed_engine.settings.model_copy(
+        update={"data_dir": tmp_path_factory.mktemp("one-turn"), "chat_max_turns": 1}
+    )
+    # The engine reads the seed index (its settings' data dir); the app keeps conversations
+    # in its own.
+    engine_settings = seed_engine.settings.model_copy(update={"chat_max_turns": 1})
+    engine = Dossier(engine_settings, store=seed_engine.store, embedder=seed_engine.embedder)
+    with LiveServer(create_app(settings, engine)) as server:
+        yield server.url
+
+
+def test_a_long_conversation_is_read_from_its_latest_turns(one_turn_url: str) -> None:
+    second = "Which security firm said Iran was the likely culprit in an August report?"
+    third = "What else did they say?"
+    with httpx.Client(base_url=one_turn_url, timeout=60) as c:
+        cid = _ok(c.post("/v1/conversations"), 201)["id"]
+        url = f"/v1/conversations/{cid}/messages"
+        a1 = _ok(c.post(url, json={"content": FIRST}))["answer"]
+        a2 = _ok(c.post(url, json={"content": second}))["answer"]
+        got = _ok(c.post(url, json={"content": third}))["standalone_question"]
+
+        def stateless(*history: str) -> str:
+            roles = ["user", "assistant"] * len(history)
+            messages = [{"role": r, "content": t} for r, t in zip(roles, history, strict=False)]
+            body = {"messages": [*messages, {"role": "user", "content": third}]}
+            answer: str = _ok(c.post("/v1/chat", json=body))["standalone_question"]
+            return answer
+
+        latest, first = stateless(second, a2), stateless(FIRST, a1)
+    assert latest != first  # else this conversation could not tell the two apart
+    assert got == latest, (got, first)
+
+
 def test_the_store_keeps_the_latest_turns_oldest_first(tmp_path: Path) -> None:
     store = SQLiteConversationStore(tmp_path / "c.sqlite3")
     conv = store.create("key1", SEED_COLLECTION)
