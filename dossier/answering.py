@@ -27,7 +27,7 @@ import numpy as np
 from dossier.answer_model import AnswerModel, load_answer_model
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
 from dossier.selection import Candidate, answerability_features, candidates, featurize
-from dossier.text import coverage, sentence_spans, terms
+from dossier.text import coverage, normalized, sentence_spans, terms
 
 if TYPE_CHECKING:
     from dossier.settings import Settings
@@ -44,6 +44,17 @@ class AnswerContext:
     # Unit vectors for texts, and the question's own, when an embedder is at hand.
     embed: Callable[[Sequence[str]], np.ndarray] | None = None
     question_vector: np.ndarray | None = None
+    # In a conversation: sentences the user was already shown in earlier answers
+    # (normalized). A follow-up asks for something new, so they are not offered again
+    # while any other sentence is left.
+    seen: frozenset[str] = frozenset()
+
+
+def unseen(cands: list[Candidate], context: AnswerContext) -> list[Candidate]:
+    if not context.seen:
+        return cands
+    fresh = [c for c in cands if normalized(c.text) not in context.seen]
+    return fresh or cands
 
 
 @dataclass(frozen=True)
@@ -213,7 +224,7 @@ class ExtractiveAnswerer(Answerer):
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
     ) -> tuple[float, list[Candidate], np.ndarray]:
         """P(answerable), the candidates, and each candidate's probability of being the answer."""
-        cands = candidates(passages)
+        cands = unseen(candidates(passages), context)
         if not cands:
             return 0.0, [], np.zeros(0)
         scored = featurize(question, context.question_vector, cands, context.idf, context.embed)

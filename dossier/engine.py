@@ -23,7 +23,13 @@ from dossier.answering import (
     StreamEvent,
     build_answerer,
 )
-from dossier.conversation import Condenser, Message, Standalone, bounded_history
+from dossier.conversation import (
+    Condenser,
+    Message,
+    Standalone,
+    bounded_history,
+    shown_sentences,
+)
 from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
@@ -220,7 +226,13 @@ class Dossier:
         # The carried words must not push a valid question over the length limit.
         searched = standalone.question[: s.max_question_chars]
         r = self.retrieve(searched, name, top_k)
-        return replace(r, standalone=replace(standalone, question=searched), started=t0)
+        seen = shown_sentences(history) if s.chat_skip_shown else frozenset()
+        return replace(
+            r,
+            standalone=replace(standalone, question=searched),
+            started=t0,
+            context=replace(r.context, seen=seen),
+        )
 
     def chat(
         self,

@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     chat_max_turns: int = Field(
         default=6, ge=0, le=100, description="Earlier user turns read; the latest are kept."
     )
+    chat_skip_shown: bool = Field(
+        default=False,
+        description="A follow-up's answer does not repeat sentences of earlier answers "
+        "(off: it lowered key facts on the validation conversations).",
+    )
     chat_max_history_chars: int = Field(
         default=8000, ge=0, description="Character budget of the history read; the latest kept."
     )
@@ -175,13 +180,17 @@ class Settings(BaseSettings):
 
     # Streamlit UI: it reaches the service only over HTTP, at this URL.
     api_url: str = "http://127.0.0.1:8900"
-    ui_timeout_s: float = Field(default=20.0, gt=0, description="Longest wait for one answer.")
+    ui_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest wait for an answer to start, or for the next piece of its stream.",
+    )
     ui_api_key: SecretStr | None = Field(
         default=None, description="The key the UI sends, when the API requires one."
     )
     evals_reports_dir: Path = Field(
         default=Path("evals/reports"),
-        description="Holds <suite>/report.json from the evals runner.",
+        description="Where `dossier eval --out` writes <suite>.json; the Evals page reads it.",
     )
 
     @property

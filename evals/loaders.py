@@ -28,6 +28,7 @@ SQUAD_FILE = Path("benchmarks") / "squad2-cs224n-dev" / "dev-v2.0-half-a.json"
 RGB_FILE = Path("benchmarks") / "rgb" / "en_fact.json"
 BBC_DIR = Path("benchmarks") / "news-bbc" / "bbc"
 BBC_QA_FILE = Path("benchmarks") / "bbc-qa-dev" / "questions.jsonl"
+BBC_CHAT_FILE = Path("benchmarks") / "bbc-qa-dev" / "conversations.jsonl"
 # Questions we wrote from bbc-qa-dev's train-articles.txt only (datasets/README.md).
 BBC_TRAIN_FILE = DATASETS / "bbc_train.jsonl"
 # The whole BBC corpus as one collection, as the product would serve it.
@@ -375,12 +376,50 @@ def load_bbc_validation(settings: Settings) -> Suite:
     return load_bbc(settings, "validation")
 
 
+def chat_turns(conv: dict[str, Any]) -> list[EvalQuestion]:
+    """A bbc-qa-dev conversation as questions: each turn asked as typed after the earlier
+    ones (``in_context``, ``history``), its standalone rewrite kept as ``question``."""
+    out: list[EvalQuestion] = []
+    history: list[str] = []
+    for i, turn in enumerate(conv["turns"], 1):
+        if not history:
+            kind = "chat/first"
+        elif turn.get("topic_switch"):
+            kind = "chat/topic_switch"
+        elif turn.get("type") == "unanswerable":
+            kind = "chat/unanswerable_follow_up"
+        else:
+            kind = "chat/follow_up"
+        row = {**turn, "id": f"{conv['id']}.t{i}", "question": turn["standalone"]}
+        q = _bbc_question(row)
+        out.append(replace(q, kind=kind, history=tuple(history), in_context=str(turn["question"])))
+        history.append(str(turn["question"]))
+    return out
+
+
+def load_bbc_chat(settings: Settings, split: str = "test") -> Suite:
+    """bbc-qa-dev conversations of one split (``evals/splits.py``), over the whole BBC corpus."""
+    from evals.splits import bbc_chat_split
+
+    convs = read_jsonl(_benchmark(settings, BBC_CHAT_FILE))
+    splits = bbc_chat_split(convs)
+    questions = [q for c in convs if splits[str(c["id"])] == split for q in chat_turns(c)]
+    name = "bbc-chat" if split == "test" else f"bbc-chat-{split}"
+    return Suite(name, questions, {BBC_COLLECTION: _benchmark(settings, BBC_DIR)})
+
+
+def load_bbc_chat_validation(settings: Settings) -> Suite:
+    return load_bbc_chat(settings, "validation")
+
+
 BUILTIN_SUITES = {
     "seed": load_seed,
     "squad2": load_squad2,
     "rgb": load_rgb,
     "bbc": load_bbc,
     "bbc-validation": load_bbc_validation,
+    "bbc-chat": load_bbc_chat,
+    "bbc-chat-validation": load_bbc_chat_validation,
 }
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dossier.answering import Answerer, CosineAnswerer
-from dossier.engine import Dossier
+from dossier.conversation import Message
+from dossier.engine import Dossier, Retrieved
 from dossier.models import Answer, Passage
 from dossier.support import SupportScorer, SupportVerdict, build_support_scorer
 from evals import metrics as m
@@ -202,6 +203,9 @@ class Evaluator:
         self.ks = sorted({1, self.top_k})
         self._gold: dict[str, _Gold] = {}
         self._verdicts: dict[tuple[str, str], SupportVerdict] = {}
+        # Conversations: the answer given to each turn, sent back as the assistant's
+        # message when a later turn is asked (keyed by collection, earlier turns, turn).
+        self._replies: dict[tuple[str, ...], str] = {}
 
     def verdict(self, sentence: str, passage: str) -> SupportVerdict:
         key = (sentence, passage)
@@ -272,9 +276,71 @@ class Evaluator:
                 scores["faithfulness"] = ok / len(claims)
         return checks, scores, failures
 
+    # -- conversations -------------------------------------------------------------
+    def _messages(self, collection: str, history: Sequence[str], asked: str) -> list[Message]:
+        """The conversation up to ``asked``, with Dossier's own answers as the replies."""
+        out: list[Message] = []
+        for i, earlier in enumerate(history):
+            out.append(Message("user", earlier))
+            out.append(Message("assistant", self._reply(collection, history[:i], earlier)))
+        out.append(Message("user", asked))
+        return out
+
+    def _reply(self, collection: str, history: Sequence[str], asked: str) -> str:
+        key = (collection, *history, asked)
+        if key not in self._replies:  # an earlier turn not evaluated (e.g. --limit)
+            messages = self._messages(collection, history, asked)
+            self._replies[key] = self.engine.chat(
+                messages, collection, self.top_k, self.answerer
+            ).text
+        return self._replies[key]
+
+    def _retrieve(self, q: EvalQuestion) -> Retrieved:
+        """A later conversation turn is asked as typed, after the earlier turns."""
+        if q.history and q.in_context is not None:
+            messages = self._messages(q.collection, q.history, q.in_context)
+            return self.engine.chat_retrieve(messages, q.collection, self.top_k)
+        return self.engine.retrieve(q.question, q.collection, self.top_k)
+
+    def _turn_scores(
+        self, q: EvalQuestion, answer: Answer, gold_docs: set[str]
+    ) -> dict[str, float]:
+        """Per-turn numbers of a conversation, beside the same turn asked two other ways:
+        in its standalone form (the reference) and as typed with no history (the
+        trivial baseline: what a system without conversations does)."""
+        if not q.history or q.in_context is None:
+            return {}
+        role = turn_role(q)
+        if role == "topic_switch":
+            cited = {c.doc_id for c in answer.citations}
+            return {
+                "topic_switch_answered_from_new": float(
+                    not answer.refused and bool(cited & gold_docs)
+                )
+            }
+        out: dict[str, float] = {}
+        for mode, asked in (("standalone_", q.question), ("as_typed_", q.in_context), ("", None)):
+            if asked is None:
+                other = answer
+                ranked = [sp.passage.passage_id for sp in answer.passages]
+            else:
+                other = self.engine.ask(asked, q.collection, self.top_k, self.answerer)
+                ranked = [sp.passage.passage_id for sp in other.passages]
+            if role == "unanswerable_follow_up":
+                out[f"unanswerable_follow_up_{mode}refused"] = float(other.refused)
+                continue
+            text = "" if other.refused else m.strip_markers(other.text)
+            expected = self.gold(q.collection).expected_ids(q)
+            hit = m.retrieval_scores(expected, ranked, [self.top_k])[f"recall@{self.top_k}"]
+            out[f"follow_up_{mode}hit@{self.top_k}"] = hit
+            out[f"follow_up_{mode}key_fact_recall"] = m.key_fact_recall(text, q.key_facts)
+        return out
+
     def evaluate(self, q: EvalQuestion) -> QuestionResult:
-        r = self.engine.retrieve(q.question, q.collection, self.top_k)
+        r = self._retrieve(q)
         answer = r.timed(self.answerer.answer(r.question, r.passages, r.context))
+        if q.in_context is not None:
+            self._replies[(q.collection, *q.history, q.in_context)] = answer.text
         ranked: list[Passage] = [sp.passage for sp in answer.passages]
         if not ranked:
             ranked = [sp.passage for sp in self.engine.search(q.question, q.collection, self.top_k)]
@@ -330,6 +396,7 @@ class Evaluator:
             checks, cite_scores, cite_failures = self._citations(answer)
             scores.update(cite_scores)
             failures.extend(cite_failures)
+        scores.update(self._turn_scores(q, answer, gold_docs))
         if failures and q.answerable and scores.get(f"recall@{self.top_k}") == 0.0:
             failures.append(f"the gold evidence was not among the top {self.top_k} passages")
         return QuestionResult(
@@ -348,6 +415,33 @@ class Evaluator:
             in_context=q.in_context,
             history=q.history,
         )
+
+
+def turn_role(q: EvalQuestion) -> str:
+    """first, follow_up, topic_switch or unanswerable_follow_up."""
+    if not q.history:
+        return "first"
+    if "topic_switch" in q.kind:
+        return "topic_switch"
+    return "follow_up" if q.answerable else "unanswerable_follow_up"
+
+
+def derived(metrics: dict[str, MetricResult], top_k: int) -> dict[str, float]:
+    """Follow-ups asked in context against the same turns asked standalone (issue #9)."""
+    out: dict[str, float] = {}
+    hit, ref = (
+        metrics.get(f"follow_up_hit@{top_k}"),
+        metrics.get(f"follow_up_standalone_hit@{top_k}"),
+    )
+    if hit and ref and hit.value is not None and ref.value:
+        out["follow_up_hit_ratio"] = hit.value / ref.value
+    kf, kref = (
+        metrics.get("follow_up_key_fact_recall"),
+        metrics.get("follow_up_standalone_key_fact_recall"),
+    )
+    if kf and kref and kf.value is not None and kref.value is not None:
+        out["follow_up_key_fact_gap"] = kref.value - kf.value
+    return out
 
 
 def aggregate(
@@ -369,6 +463,10 @@ def aggregate(
             agg = m.bootstrap(pairs, stat)
             out[name] = MetricResult(name, agg.value, agg.low, agg.high, agg.n, bounds.get(name))
     out["pass_rate"] = _pass_rate(results, bounds)
+    top_k = next((int(k.split("@")[1]) for k in out if k.startswith("follow_up_hit@")), 0)
+    for name, value in derived(out, top_k).items():
+        n = out[f"follow_up_hit@{top_k}"].n
+        out[name] = MetricResult(name, value, None, None, n, bounds.get(name))
     for name, bound in bounds.items():
         if name not in out:  # gated but never measured: shown as a miss
             out[name] = MetricResult(name, None, None, None, 0, bound)

@@ -62,13 +62,26 @@ def create_fake_app(state: FakeState) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        state.requests.append(await request.json())
+        payload = await request.json()
+        state.requests.append(payload)
         step = state.script.pop(0) if len(state.script) > 1 else state.script[0]
         if step.status != 200:
             return JSONResponse(
                 {"error": {"message": f"fake {step.status}", "type": "fake"}},
                 status_code=step.status,
                 headers=step.headers,
+            )
+        if not payload.get("stream"):
+            message = {"role": "assistant", "content": step.text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return JSONResponse(
+                {
+                    "id": "fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "fake",
+                    "choices": [choice],
+                }
             )
 
         async def body() -> AsyncIterator[str]:

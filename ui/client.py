@@ -7,7 +7,10 @@ keeps working when fields are added (unknown fields are ignored).
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -42,6 +45,7 @@ class AnswerSentence(_Model):
     text: str
     citations: list[int] = []
     supported: bool | None = None
+    support: float | None = None
 
 
 class Passage(_Model):
@@ -70,7 +74,44 @@ class Answer(_Model):
     citations: list[Citation] = []
     passages: list[Passage] = []
     timings: dict[str, float] = {}
+    # The configured answerer (an LLM) failed and this is the extractive fallback.
+    degraded: bool = False
+    degraded_reason: str | None = None
     answerable_probability: float | None = None
+    # In a conversation: the question as searched, with what it refers to made explicit.
+    standalone_question: str | None = None
+
+
+Role = Literal["system", "user", "assistant"]
+# The most messages one /v1/chat request may carry (the API's schema); the API reads only
+# the latest turns anyway (DOSSIER_CHAT_MAX_TURNS), so a longer history is trimmed here.
+MAX_CHAT_MESSAGES = 100
+
+
+class ChatMessage(_Model):
+    """One turn sent to ``POST /v1/chat``; an assistant turn's content is its answer text."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """The first streamed event: what was searched and found, before any answer text."""
+
+    collection: str
+    standalone_question: str | None
+    passages: list[Passage]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer text as it is written (replaced by the final answer)."""
+
+    text: str
+
+
+StreamEvent = Retrieved | TextDelta | Answer
 
 
 class SearchResult(_Model):
@@ -97,6 +138,7 @@ class Document(_Model):
     language: str | None = None
     tags: list[str] = []
     chunks: int = 0
+    duplicates: list[str] = []  # paths of identical articles stored only once
 
 
 class DocumentDetail(Document):
@@ -218,6 +260,69 @@ class DossierClient:
             body["top_k"] = top_k
         return self._request("POST", "/v1/ask", Answer, json=body)
 
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        collection: str | None = None,
+        top_k: int | None = None,
+    ) -> Answer:
+        """Answer the last message of a conversation; the API keeps no state between calls."""
+        return self._request(
+            "POST", "/v1/chat", Answer, json=_chat_body(messages, collection, top_k)
+        )
+
+    def chat_stream(
+        self,
+        messages: Sequence[ChatMessage],
+        collection: str | None = None,
+        top_k: int | None = None,
+    ) -> Iterator[StreamEvent]:
+        """``POST /v1/chat`` with ``stream: true``: a :class:`Retrieved`, then
+        :class:`TextDelta` s, then the final verified :class:`Answer`, whose text replaces
+        the streamed one (the server may drop unsupported sentences after streaming them)."""
+        body = _chat_body(messages, collection, top_k) | {"stream": True}
+        retrieved: dict[str, Any] = {}
+        final: dict[str, Any] | None = None
+        try:
+            with self._http.stream("POST", "/v1/chat", json=body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_from(resp)
+                for event, data in _sse(resp.iter_lines()):
+                    if event == "passages":
+                        retrieved = data
+                        yield Retrieved(
+                            str(data.get("collection", "")),
+                            data.get("standalone_question"),
+                            _parse(list[Passage], data.get("passages", []), self.base_url),
+                        )
+                    elif event == "delta":
+                        yield TextDelta(str(data.get("text", "")))
+                    elif event == "citations":
+                        final = data
+                    elif event == "done" and final is not None:
+                        merged = {
+                            **final,
+                            "passages": retrieved.get("passages", []),
+                            "timings": data.get("timings", {}),
+                        }
+                        yield _parse(Answer, merged, self.base_url)
+                        return
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise ApiUnreachable(self.base_url, exc) from exc
+            raise ApiTimeout(self.base_url, self.timeout_s) from exc
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, exc) from exc
+        except ValueError as exc:  # not JSON: not a Dossier API, or a proxy's page
+            log.warning("unreadable answer stream from %s: %s", self.base_url, exc)
+            raise ApiError(
+                f"The API at {self.base_url} sent an answer stream this UI does not understand."
+            ) from exc
+        raise ApiError(
+            f"The answer stream from {self.base_url} ended before its final answer. Try again."
+        )
+
     def search(
         self, query: str, collection: str | None = None, k: int | None = None
     ) -> SearchResult:
@@ -257,6 +362,44 @@ class DossierClient:
 
     def feedback(self, limit: int = 100) -> list[Feedback]:
         return self._request("GET", "/v1/feedback", list[Feedback], params={"limit": limit})
+
+
+def _chat_body(
+    messages: Sequence[ChatMessage], collection: str | None, top_k: int | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"messages": [m.model_dump() for m in messages]}
+    if collection:
+        body["collection"] = collection
+    if top_k is not None:
+        body["top_k"] = top_k
+    return body
+
+
+def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Server-sent events as (event, JSON object); an event ends at a blank line."""
+    event, data = "message", []
+    for line in lines:
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif not line and data:
+            payload = json.loads("\n".join(data))
+            if not isinstance(payload, dict):
+                raise ValueError(f"event {event!r} carries no JSON object")
+            yield event, payload
+            event, data = "message", []
+
+
+def _parse(model: type[T] | Any, data: Any, base_url: str) -> Any:
+    try:
+        return TypeAdapter(model).validate_python(data)
+    except ValidationError as exc:
+        log.warning("unexpected stream event from %s: %s", base_url, exc)
+        raise ApiError(
+            f"The API at {base_url} sent an answer stream this UI does not understand. "
+            "Is DOSSIER_API_URL pointing at a Dossier API?"
+        ) from exc
 
 
 def _error_from(resp: httpx.Response) -> ApiResponseError:

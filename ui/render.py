@@ -42,6 +42,11 @@ def esc(text: str) -> str:
     return html.escape(text).replace("$", "&#36;")
 
 
+def md_text(text: str) -> str:
+    """Plain text for Streamlit markdown (streamed answers): "$" would start LaTeX."""
+    return text.replace("$", "\\$")
+
+
 def _flat(text: str) -> str:
     """Escaped text with newlines as <br>, so no blank line ends the HTML block."""
     return esc(text).replace("\n", "<br>")
@@ -111,7 +116,8 @@ def answer_html(answer: Answer, href: Callable[[Citation], str] | None = None) -
         body = " ".join(sentence_html(s, by_number, link) for s in answer.sentences)
     else:  # an answerer that does not split sentences: show its text as is
         body = _flat(answer.answer)
-    return f'<div class="dossier-answer" data-refused="false">{body}</div>'
+    degraded = ' data-degraded="true"' if answer.degraded else ""
+    return f'<div class="dossier-answer" data-refused="false"{degraded}>{body}</div>'
 
 
 def highlight(text: str, spans: Iterable[tuple[int, int, str]]) -> str:

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from ui import render
-from ui.client import Answer, ApiError, ApiResponseError, ApiTimeout, DossierClient
-from ui.evals import latest_reports
+from ui.client import (
+    MAX_CHAT_MESSAGES,
+    Answer,
+    ApiError,
+    ApiResponseError,
+    ApiTimeout,
+    ChatMessage,
+    DossierClient,
+    StreamEvent,
+    TextDelta,
+)
+from ui.evals import SuiteReport, latest_reports
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +85,17 @@ def render_answer(client: DossierClient, i: int, message: Message) -> None:
         _show_error(message)
         return
     answer: Answer = message["answer"]
+    if answer.degraded:
+        # The reader must know the configured model did not write this answer.
+        reason = answer.degraded_reason or "no reason given"
+        st.warning(
+            f"The configured model failed ({reason}); this is the extractive fallback answer.",
+            icon="⚠️",
+        )
     st.markdown(render.answer_html(answer), unsafe_allow_html=True)
+    searched = answer.standalone_question
+    if searched and searched.strip() != str(message.get("question", "")).strip():
+        st.caption(f"Searched: {render.esc(searched)}")
     if answer.refused:
         related = answer.passages[:RELATED_SHOWN]
         if related:
@@ -107,17 +127,54 @@ def render_answer(client: DossierClient, i: int, message: Message) -> None:
     _feedback(client, i, message, answer)
 
 
-def _ask(client: DossierClient, question: str, collection: str | None) -> Message:
+def conversation(messages: Sequence[Message]) -> list[ChatMessage]:
+    """The history as the API reads it: each question, and each answer's text. Failed turns
+    keep the question (the user asked it) but have no answer to send. Only the latest
+    messages that one request may carry are sent, starting at a question."""
+    out = []
+    for m in messages:
+        if m["role"] == "user":
+            out.append(ChatMessage(role="user", content=m["text"]))
+        elif m.get("answer") is not None:
+            out.append(ChatMessage(role="assistant", content=m["answer"].answer))
+    out = out[-MAX_CHAT_MESSAGES:]
+    while out and out[0].role != "user":
+        out = out[1:]
+    return out
+
+
+def _texts(events: Iterator[StreamEvent], final: list[Answer]) -> Iterator[str]:
+    """The streamed text for ``st.write_stream``; the final answer goes into ``final``."""
+    for event in events:
+        if isinstance(event, TextDelta):
+            yield render.md_text(event.text)
+        elif isinstance(event, Answer):
+            final.append(event)
+
+
+def _ask(
+    client: DossierClient, history: list[ChatMessage], question: str, collection: str | None
+) -> Message:
+    """Stream the answer to the last message of ``history`` while it is written, then
+    replace the streamed text with the verified answer (drawn by ``render_answer``)."""
     t0 = time.perf_counter()
     message: Message = {"role": "assistant", "question": question}
+    streamed = st.empty()
+    final: list[Answer] = []
     try:
-        message["answer"] = client.ask(question, collection)
+        with streamed.container(), st.spinner("Reading the collection…"):
+            st.write_stream(_texts(client.chat_stream(history, collection), final))
+        if not final:
+            raise ApiError("The answer stream ended without an answer. Try again.")
+        message["answer"] = final[0]
     except ApiTimeout as exc:
         message.update(error=str(exc), kind="timeout")
     except ApiResponseError as exc:
         message.update(error=f"{exc} (HTTP {exc.status})", kind=exc.kind)
     except ApiError as exc:
         message.update(error=str(exc), kind="unreachable")
+    finally:
+        streamed.empty()
     message["elapsed_ms"] = (time.perf_counter() - t0) * 1000
     return message
 
@@ -125,6 +182,11 @@ def _ask(client: DossierClient, question: str, collection: str | None) -> Messag
 def _ask_example() -> None:
     # A callback runs before the script, so the question is there when the input is read.
     st.session_state["pending"] = EXAMPLE_QUESTION
+
+
+def new_conversation() -> None:
+    st.session_state["messages"] = []
+    st.session_state.pop("pending", None)
 
 
 def chat(client: DossierClient, collection: str | None) -> None:
@@ -135,10 +197,17 @@ def chat(client: DossierClient, collection: str | None) -> None:
     question = st.chat_input("Ask a question about the collection") or st.session_state.pop(
         "pending", None
     )
+    if messages or question:
+        st.sidebar.button(
+            "New conversation",
+            key="new-conversation",
+            on_click=new_conversation,
+            help="Forget the earlier turns: the next question is read on its own.",
+        )
     if not messages and not question:
         st.caption(
             "Answers quote the collection and cite each sentence; when it has no answer, "
-            "Dossier says so."
+            "Dossier says so. Follow-up questions read the earlier turns."
         )
         st.button(f"Try: {EXAMPLE_QUESTION}", key="example", on_click=_ask_example)
     for i, m in enumerate(messages):
@@ -153,8 +222,7 @@ def chat(client: DossierClient, collection: str | None) -> None:
     with st.chat_message("user"):
         st.markdown(render.esc(question))
     with st.chat_message("assistant"):
-        with st.spinner("Reading the collection…"):
-            reply = _ask(client, question, collection)
+        reply = _ask(client, conversation(messages), question, collection)
         messages.append(reply)
         render_answer(client, len(messages) - 1, reply)
 
@@ -264,40 +332,68 @@ def corpus(client: DossierClient, collection: str | None) -> None:
 
 
 # -- evals -------------------------------------------------------------------------------
+def _metric_rows(report: SuiteReport) -> list[dict[str, Any]]:
+    # Only suites run with the baseline answerer (squad2, bbc) have a baseline column.
+    with_baseline = any(m.baseline is not None for m in report.metrics)
+    return [
+        {
+            "metric": m.name,
+            "value": m.value,
+            "95% CI": "" if m.low is None or m.high is None else f"[{m.low:.3f}, {m.high:.3f}]",
+            "n": m.n,
+            **({"baseline": m.baseline} if with_baseline else {}),
+            "threshold": m.threshold,
+            "goal": m.goal,
+            "status": m.status,
+        }
+        for m in report.metrics
+    ]
+
+
+def _suite_details(report: SuiteReport) -> None:
+    st.subheader(f"{report.suite}: {report.status}")
+    if report.error:
+        st.error(report.error)
+        return
+    st.caption(
+        f"Answerer `{report.answerer}`, support scorer `{report.scorer}`, top_k "
+        f"{report.top_k}, {len(report.questions)} questions"
+        + (f", {report.seconds:.1f} s" if report.seconds is not None else "")
+        + f" · {report.path}"
+    )
+    for miss in report.misses:
+        st.error(f"Threshold missed: {miss}", icon="🚫")
+    st.dataframe(_metric_rows(report), hide_index=True)
+    # Rates share one axis; counts and latencies would flatten them, so they stay in the table.
+    points = [
+        {"metric": m.name, "answerer": who, "value": value}
+        for m in report.metrics
+        for who, value in ((report.answerer or "system", m.value), ("baseline", m.baseline))
+        if value is not None and 0.0 <= value <= 1.0
+    ]
+    if points:
+        st.bar_chart(points, x="metric", y="value", color="answerer", stack=False)
+    failed = [q for q in report.questions if not q["passed"]]
+    with st.expander(f"Questions: {len(failed)} failed of {len(report.questions)}"):
+        rows = failed + [q for q in report.questions if q["passed"]]
+        st.dataframe(rows, hide_index=True)
+    if report.ingest:
+        st.caption("Ingestion: " + "; ".join(report.ingest))
+
+
 def evals(reports_dir: Path) -> None:
     st.title("Evals")
     reports = latest_reports(reports_dir)
     if not reports:
         st.info(
-            f"No eval reports yet. The evals runner writes `<suite>/report.json` under "
-            f"`{reports_dir}` (setting DOSSIER_EVALS_REPORTS_DIR); run it, then reload."
+            f"No eval reports yet. `dossier eval --suite seed` writes `seed.json` under "
+            f"`{reports_dir}` (its `--out`; this page reads DOSSIER_EVALS_REPORTS_DIR); "
+            "run it, then reload."
         )
         return
-    st.dataframe(
-        [
-            {"suite": r.suite, "created": r.created, **r.metrics}
-            | ({"error": r.error} if r.error else {})
-            for r in reports
-        ],
-        hide_index=True,
-    )
-    # Rates share one axis; counts and latencies would flatten them, so they stay in the table.
-    points = [
-        {"suite": r.suite, "metric": name, "value": value}
-        for r in reports
-        for name, value in r.metrics.items()
-        if 0.0 <= value <= 1.0
-    ]
-    if points:
-        st.bar_chart(points, x="metric", y="value", color="suite", stack=False)
+    st.dataframe([r.summary() for r in reports], hide_index=True)
     for r in reports:
-        with st.expander(f"{r.suite}: {len(r.rows)} cases · {r.path}"):
-            if r.error:
-                st.error(r.error)
-            elif r.rows:
-                st.dataframe(r.rows, hide_index=True)
-            else:
-                st.caption("This report has no per-case rows.")
+        _suite_details(r)
 
 
 # -- feedback review ---------------------------------------------------------------------

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.ui.conftest import APP_FILE
-from ui.client import Answer, DossierClient
+from tests.ui.conftest import FOLLOW_UP, AppFactory, carries_topic
+from ui.client import Answer, ChatMessage, DossierClient
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
+THIRD = "When did that happen?"
 OFF_TOPIC = "What is the capital of France?"
-
-AppFactory = Callable[..., AppTest]
-
-
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, live_api: str, tmp_path: Path) -> AppFactory:
-    """An AppTest bound to an API URL (the live one unless given) and an empty reports dir."""
-
-    def make(api_url: str | None = None, **env: str) -> AppTest:
-        monkeypatch.setenv("DOSSIER_API_URL", api_url or live_api)
-        monkeypatch.setenv("DOSSIER_EVALS_REPORTS_DIR", str(tmp_path / "reports"))
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        return AppTest.from_file(str(APP_FILE), default_timeout=30)
-
-    return make
 
 
 def ask(at: AppTest, question: str) -> AppTest:
@@ -58,6 +38,56 @@ def test_seed_question_is_answered_with_chips_cards_and_feedback(app: AppFactory
     assert cards and all('<mark class="cited">' in card for card in cards)
     assert len(at.feedback) == 1
     assert len(at.chat_message) == 2
+
+
+def searched(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith("Searched: ")]
+
+
+def test_a_three_turn_conversation_carries_the_history(app: AppFactory, live_api: str) -> None:
+    at = ask(app().run(), QUESTION)
+    assert not at.exception and not at.error
+    assert not searched(at)  # a first question is searched as typed: no small print
+    at = ask(at, FOLLOW_UP)
+    assert not at.exception and not at.error
+    assert len(at.chat_message) == 4
+    # The second request carried the first turn: the follow-up was searched with its topic.
+    (shown,) = searched(at)
+    standalone = last_answer(at).standalone_question
+    assert shown == f"Searched: {standalone}" and carries_topic(standalone), standalone
+    with DossierClient(live_api) as c:
+        alone = c.chat([ChatMessage(role="user", content=FOLLOW_UP)])
+    assert alone.standalone_question == FOLLOW_UP  # without the history, nothing is carried
+    # Each answer keeps its own cards, chips and feedback.
+    assert len(markdown_with(at, 'class="dossier-answer"')) == 2 and len(at.feedback) == 2
+    at = ask(at, THIRD)
+    assert not at.exception and len(at.chat_message) == 6
+    assert len(at.session_state["messages"]) == 6 and last_answer(at).answer
+    # A new conversation forgets the turns: the follow-up alone is searched as typed.
+    at.button(key="new-conversation").click().run()
+    assert not at.chat_message and at.session_state["messages"] == []
+    at = ask(at, FOLLOW_UP)
+    assert len(at.chat_message) == 2 and not searched(at)
+
+
+def test_a_degraded_answer_says_the_model_failed(app: AppFactory, degraded_api: str) -> None:
+    at = ask(app(degraded_api).run(), QUESTION)
+    assert not at.exception and not at.error
+    answer = last_answer(at)
+    assert answer.degraded and "HTTP 500" in (answer.degraded_reason or "")
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("The configured model failed (") and "HTTP 500" in warning
+    assert "extractive fallback" in warning
+    (html,) = markdown_with(at, 'class="dossier-answer"')
+    assert 'data-degraded="true"' in html
+    # The fallback is still a grounded answer: its citations are shown as usual.
+    assert answer.citations and markdown_with(at, 'class="dossier-card"')
+
+
+def test_an_answer_without_fallback_is_not_marked_degraded(app: AppFactory) -> None:
+    at = ask(app().run(), QUESTION)
+    assert not last_answer(at).degraded and not at.warning
+    assert "data-degraded" not in markdown_with(at, 'class="dossier-answer"')[0]
 
 
 def test_opening_a_citation_shows_the_article_with_the_cited_span(app: AppFactory) -> None:
@@ -164,23 +194,6 @@ def test_corpus_page_lists_collections_documents_and_search(app: AppFactory) -> 
     results = at.dataframe[2].value
     assert list(results["rank"]) == [1, 2, 3]
     assert list(results["score"]) == sorted(results["score"], reverse=True)
-
-
-def test_evals_page_has_an_empty_state_then_table_and_chart(
-    app: AppFactory, tmp_path: Path
-) -> None:
-    at = app().run()
-    at.radio(key="page").set_value("Evals").run()
-    assert "No eval reports yet" in at.info[0].value
-    suite = tmp_path / "reports" / "answers"
-    suite.mkdir(parents=True)
-    report = {"suite": "answers", "metrics": {"citation_precision": 0.8, "refusal_f1": 0.6}}
-    (suite / "report.json").write_text(json.dumps({**report, "cases": [{"id": "q1"}]}))
-    at.run()
-    assert not at.info
-    table = at.dataframe[0].value
-    assert list(table["suite"]) == ["answers"] and float(table["refusal_f1"][0]) == 0.6
-    assert at.get("vega_lite_chart")
 
 
 def test_feedback_page_lists_what_was_sent(app: AppFactory, live_api: str) -> None:

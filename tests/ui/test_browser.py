@@ -11,12 +11,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dossier.engine import Dossier
 from dossier.testing import free_port, wait_for_http
-from tests.ui.conftest import APP_FILE, ROOT
+from tests.fake_llm import Step
+from tests.ui.conftest import APP_FILE, FOLLOW_UP, ROOT, carries_topic, llm_api
 from ui.client import DossierClient
 
 pytestmark = pytest.mark.slow
@@ -53,11 +57,12 @@ def _chromium() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def ui_url(live_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def streamlit_ui(api_url: str, tmp: Path) -> Iterator[str]:
+    """``streamlit run ui/app.py`` on a free loopback port, talking to ``api_url``."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "DOSSIER_API_URL": live_api, "PYTHONPATH": str(ROOT)}
+    log_path = tmp / "streamlit.log"
+    env = {**os.environ, "DOSSIER_API_URL": api_url, "PYTHONPATH": str(ROOT)}
     cmd = [
         *(sys.executable, "-m", "streamlit", "run", str(APP_FILE)),
         *("--server.address", "127.0.0.1", "--server.port", str(port)),
@@ -74,6 +79,29 @@ def ui_url(live_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         finally:
             proc.terminate()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def ui_url(live_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with streamlit_ui(live_api, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@contextmanager
+def chat_page(url: str) -> Iterator[Any]:
+    """A headless Chromium tab on the chat page, its input ready."""
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.get_by_test_id("stChatInputTextArea").wait_for(timeout=30_000)
+            yield page
+        finally:
+            browser.close()
 
 
 def _mark_text(mark: Any) -> str:
@@ -154,3 +182,62 @@ def test_seed_question_then_citation_click_highlights_the_cited_sentence(
         finally:
             browser.close()
     assert (ARTIFACTS / "ui_source.png").stat().st_size > 10_000
+
+
+def test_two_turn_conversation_then_a_new_one(ui_url: str) -> None:
+    from playwright.sync_api import expect
+
+    with chat_page(ui_url) as page:
+        box = page.get_by_test_id("stChatInputTextArea")
+        answers = page.locator(".dossier-answer")
+        searched = page.get_by_text("Searched: ")
+        box.fill(QUESTION)
+        box.press("Enter")
+        expect(answers).to_have_count(1, timeout=30_000)
+        expect(searched).to_have_count(0)
+        box.fill(FOLLOW_UP)
+        box.press("Enter")
+        expect(answers).to_have_count(2, timeout=30_000)
+        expect(searched).to_have_count(1)
+        shown = searched.inner_text().removeprefix("Searched: ")
+        assert carries_topic(shown), shown
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui_conversation.png"), full_page=True)
+        page.get_by_role("button", name="New conversation").click()
+        expect(answers).to_have_count(0, timeout=30_000)
+        box.fill(FOLLOW_UP)
+        box.press("Enter")
+        expect(answers).to_have_count(1, timeout=30_000)
+        expect(searched).to_have_count(0)  # alone, the follow-up is searched as typed
+
+
+STREAMED = "Albania cut diplomatic ties with Iran over a cyberattack [1]."
+
+
+def test_the_answer_text_streams_in_before_the_verified_answer(
+    seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A model that writes slowly (the scripted server, about 0.1 s a token): its words
+    show in the chat while it writes, then the verified answer with chips replaces them."""
+    from playwright.sync_api import expect
+
+    tmp = tmp_path_factory.mktemp("streaming")
+    slow = Step(text=STREAMED, token_delay_s=0.1)
+    with (
+        llm_api(seed_engine, tmp, slow) as api,
+        streamlit_ui(api, tmp) as url,
+        chat_page(url) as page,
+    ):
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill(QUESTION)
+        box.press("Enter")
+        assistant = page.get_by_test_id("stChatMessage").nth(1)
+        # Part of the text is on screen while the final answer is not there yet.
+        expect(assistant).to_contain_text("Albania cut", timeout=30_000)
+        assert page.locator(".dossier-answer").count() == 0
+        answer = page.locator(".dossier-answer")
+        expect(answer).to_have_count(1, timeout=30_000)
+        expect(answer).to_contain_text("Albania cut diplomatic ties with Iran")
+        # The streamed "[1]" marker is now a chip that links to the cited span.
+        expect(answer.locator("a.cite-chip")).to_have_count(1)
+        assert "view=source" in (answer.locator("a.cite-chip").get_attribute("href") or "")

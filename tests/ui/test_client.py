@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from ui.client import ApiError, ApiResponseError, ApiTimeout, ApiUnreachable, DossierClient
+from tests.ui.conftest import FOLLOW_UP, carries_topic
+from ui.client import (
+    MAX_CHAT_MESSAGES,
+    Answer,
+    ApiError,
+    ApiResponseError,
+    ApiTimeout,
+    ApiUnreachable,
+    ChatMessage,
+    DossierClient,
+    Retrieved,
+    TextDelta,
+)
+from ui.views import conversation as page_history
 
 SEED = "albania-iran"
 QUESTION = "Why did Albania expel Iranian diplomats?"
@@ -104,3 +118,68 @@ def test_a_response_that_is_not_the_contract_is_an_api_error() -> None:
     fake = httpx.MockTransport(other)
     with DossierClient("http://other", transport=fake) as c, pytest.raises(ApiError, match="does"):
         c.collections()
+
+
+def conversation(client: DossierClient) -> list[ChatMessage]:
+    first = client.chat([ChatMessage(role="user", content=QUESTION)], SEED)
+    assert first.standalone_question == QUESTION  # a first question is searched as asked
+    return [
+        ChatMessage(role="user", content=QUESTION),
+        ChatMessage(role="assistant", content=first.answer),
+        ChatMessage(role="user", content=FOLLOW_UP),
+    ]
+
+
+def test_chat_searches_the_follow_up_with_the_topic(client: DossierClient) -> None:
+    answer = client.chat(conversation(client), SEED)
+    assert carries_topic(answer.standalone_question), answer.standalone_question
+    assert answer.question == answer.standalone_question  # what was answered
+    assert not answer.degraded and answer.degraded_reason is None
+
+
+def test_chat_stream_yields_passages_deltas_then_the_same_answer(client: DossierClient) -> None:
+    messages = conversation(client)
+    events = list(client.chat_stream(messages, SEED))
+    retrieved, *deltas, final = events
+    assert isinstance(retrieved, Retrieved) and retrieved.passages
+    assert deltas and all(isinstance(d, TextDelta) for d in deltas)
+    assert isinstance(final, Answer)
+    whole = client.chat(messages, SEED)
+    assert retrieved.standalone_question == final.standalone_question == whole.standalone_question
+    assert (final.answer, final.citations, final.refused) == (
+        whole.answer,
+        whole.citations,
+        whole.refused,
+    )
+    assert [p.passage_id for p in final.passages] == [p.passage_id for p in whole.passages]
+    assert final.timings and "".join(d.text for d in deltas if isinstance(d, TextDelta))
+
+
+def test_chat_stream_errors_before_the_stream_opens(client: DossierClient) -> None:
+    with pytest.raises(ApiResponseError) as err:
+        list(client.chat_stream([ChatMessage(role="user", content=QUESTION)], "no-such"))
+    assert err.value.status == 404 and "no-such" in str(err.value)
+
+
+def test_chat_stream_to_a_closed_port_is_unreachable(closed_port_url: str) -> None:
+    with DossierClient(closed_port_url) as c, pytest.raises(ApiUnreachable):
+        next(c.chat_stream([ChatMessage(role="user", content=QUESTION)]))
+
+
+def test_a_long_conversation_is_trimmed_to_what_one_request_may_carry(
+    client: DossierClient,
+) -> None:
+    """The chat page's history of 60 turns (one failed) is 120 messages; it sends the latest
+    it may (the API's limit), starting with a question, and the API answers them."""
+    answer = client.ask(QUESTION, SEED)
+    turns: list[dict[str, Any]] = []
+    for i in range(60):
+        turns.append({"role": "user", "text": f"Question {i} about Albania?"})
+        failed = {"role": "assistant", "error": "The API did not answer", "kind": "timeout"}
+        turns.append(failed if i == 30 else {"role": "assistant", "answer": answer})
+    turns.append({"role": "user", "text": FOLLOW_UP})
+    messages = page_history(turns)
+    assert len(messages) == MAX_CHAT_MESSAGES and messages[0].role == "user"
+    assert messages[-1] == ChatMessage(role="user", content=FOLLOW_UP)
+    assert all(m.content != "The API did not answer" for m in messages)
+    assert client.chat(messages, SEED).answer

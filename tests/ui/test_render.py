@@ -1,13 +1,9 @@
-"""HTML rendering of answers, cards and articles, and the lenient eval-report reader."""
+"""HTML rendering of answers, cards and articles."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from ui import render
 from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Passage
-from ui.evals import latest_reports
 
 TEXT = "Intro line.\n\nAlbania cut ties with Iran. It blamed a cyberattack <script>."
 
@@ -85,24 +81,3 @@ def test_article_highlights_exactly_the_span() -> None:
 def test_related_card_shows_score() -> None:
     p = Passage(passage_id="p", doc_id="d", title="T", text="x", start=0, end=1, score=0.4321)
     assert "score 0.43" in render.related_card_html(p)
-
-
-def test_eval_reports_latest_per_suite(tmp_path: Path) -> None:
-    assert latest_reports(tmp_path / "missing") == []
-    (tmp_path / "retrieval").mkdir()
-    (tmp_path / "retrieval" / "report.json").write_text(
-        json.dumps(
-            {
-                "suite": "retrieval",
-                "metrics": {"recall@5": 0.9, "mrr": 0.75, "n": 12, "ok": True},
-                "cases": [{"id": "q1", "hit": True, "ranks": [1, 3]}],
-            }
-        )
-    )
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "report.json").write_text("{not json")
-    (tmp_path / "empty-suite").mkdir()
-    broken, retrieval = latest_reports(tmp_path)
-    assert broken.error and "Unreadable" in broken.error
-    assert retrieval.metrics == {"recall@5": 0.9, "mrr": 0.75, "n": 12.0}
-    assert retrieval.rows == [{"id": "q1", "hit": True, "ranks": "[1, 3]"}]
