@@ -8,9 +8,11 @@
     │       └── FileTooLarge    over the per-file size limit (skipped, 413 over HTTP)
     ├── NotFound                (404)
     │   ├── CollectionNotFound
-    │   └── DocumentNotFound
+    │   ├── DocumentNotFound
+    │   └── ConversationNotFound unknown, deleted, or another key's conversation
     ├── EmbedderMismatch        a collection built with another embedder (409)
     ├── CollectionExists        creating a collection that is already there (409)
+    ├── ConversationFull        a stored conversation at its message limit (409)
     ├── NotAuthenticated        no, unknown or revoked API key (401)
     ├── PermissionDenied        the key's role does not allow this (403)
     ├── RateLimited             over the caller's request rate (429, with Retry-After)
@@ -67,6 +69,17 @@ class DocumentNotFound(NotFound):
         self.doc_id = doc_id
 
 
+class ConversationNotFound(NotFound):
+    def __init__(self, conversation_id: str) -> None:
+        # The same words for a conversation that never existed and another key's, so an
+        # id reveals nothing (see dossier.conversations).
+        super().__init__(
+            f"No conversation {conversation_id!r}; GET /v1/conversations lists yours, "
+            "POST /v1/conversations starts one."
+        )
+        self.conversation_id = conversation_id
+
+
 class EmbedderMismatch(DossierError):
     pass
 
@@ -75,6 +88,16 @@ class CollectionExists(DossierError):
     def __init__(self, name: str) -> None:
         super().__init__(f"Collection {name!r} already exists; upsert documents into it.")
         self.name = name
+
+
+class ConversationFull(DossierError):
+    def __init__(self, conversation_id: str, limit: int) -> None:
+        super().__init__(
+            f"Conversation {conversation_id!r} holds {limit} messages, the limit "
+            "(DOSSIER_CONVERSATION_MAX_MESSAGES); start a new one with POST /v1/conversations."
+        )
+        self.conversation_id = conversation_id
+        self.limit = limit
 
 
 class NotAuthenticated(DossierError):

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     chat_max_history_chars: int = Field(
         default=8000, ge=0, description="Character budget of the history read; the latest kept."
     )
+    # Server-side conversations (POST /v1/conversations): stored whole in
+    # <data_dir>/conversations.sqlite3; only the latest turns above are read for each answer.
+    conversation_max_messages: int = Field(
+        default=200,
+        ge=2,
+        le=100_000,
+        description="Messages (questions and answers) one stored conversation may hold.",
+    )
 
     # HTTP service.
     host: str = "127.0.0.1"
@@ -196,6 +204,11 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def conversations_path(self) -> Path:
+        """Stored conversations (dossier/conversations.py), beside the index."""
+        return self.data_dir / "conversations.sqlite3"
 
     @property
     def lexical_path(self) -> Path:

@@ -11,15 +11,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dossier import __version__
-from dossier.engine import Dossier, Retrieved
+from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
 from dossier.settings import Settings, get_settings, is_loopback
-from service import errors, feedback, ingestion, openai_compat
+from service import conversations, errors, feedback, ingestion, openai_compat
 from service.auth import PrincipalDep, TokenBuckets, scoped
+
+# The engine dependency and the answer time limit live in service.deps, for every router.
 from service.deps import DossierDep, answer_within
 from service.errors import errors_doc
 from service.keys import KEYS_FILE, KeyStore
@@ -39,7 +41,7 @@ from service.schemas import (
     PassagePublic,
     SearchPublic,
 )
-from service.streaming import STREAM_DOC, sse_events
+from service.streaming import STREAM_DOC, sse_response
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def ask(
         return AnswerPublic.from_domain(answer)
     # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
     retrieved = answer_within(request, lambda: dossier.retrieve(body.question, name, body.top_k))
-    return event_stream(dossier, retrieved, request)
+    return sse_response(dossier, retrieved, request)
 
 
 @v1.post(
@@ -88,15 +90,7 @@ def chat(
     if not body.stream:
         answer = answer_within(request, lambda: dossier.answer(retrieved))
         return AnswerPublic.from_domain(answer)
-    return event_stream(dossier, retrieved, request)
-
-
-def event_stream(dossier: Dossier, retrieved: Retrieved, request: Request) -> StreamingResponse:
-    return StreamingResponse(
-        sse_events(dossier, retrieved, request),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(dossier, retrieved, request)
 
 
 @v1.get(
@@ -233,6 +227,7 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     app.include_router(v1)
     app.include_router(openai_compat.router)
     feedback.install(app, settings.data_dir)
+    conversations.install(app, settings)
     ingest_jobs = ingestion.install(app, settings, engine)
     # Outermost last: the size limit runs before CORS and before any route reads the body.
     if settings.cors_origins:

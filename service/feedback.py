@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dossier.errors import CollectionNotFound
+from dossier.sqlite import SQLiteFile
 from service.auth import PrincipalDep
 from service.errors import errors_doc
 
@@ -56,26 +54,16 @@ class FeedbackPublic(FeedbackCreate):
 
 
 class FeedbackStore:
-    """One short-lived connection per call: requests run on a thread pool, and sqlite3
-    connections must not cross threads."""
+    """One short-lived connection per call (``dossier.sqlite``): requests run on a thread
+    pool, and sqlite3 connections must not cross threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path)
-        try:
-            conn.execute(_SCHEMA)
-            with conn:  # commits, or rolls back on error
-                yield conn
-        finally:
-            conn.close()
+        self.db = SQLiteFile(path, [_SCHEMA])
 
     def add(self, item: FeedbackCreate) -> FeedbackPublic:
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._connect() as conn:
+        with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO feedback (created, rating, comment, question, collection, answer,"
                 " answerer, refused, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -105,7 +93,7 @@ class FeedbackStore:
             sql += " WHERE rating = ?"
             args = (rating,)
         sql += " ORDER BY id DESC LIMIT ?"
-        with self._connect() as conn:
+        with self.db.transaction(write=False) as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
         keys = ("id", "created", "rating", "comment", "question", "collection", "answer")
         return [

@@ -12,15 +12,14 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from dossier.errors import InvalidInput, NotFound
+from dossier.sqlite import SQLiteFile
 from dossier.store import validate_collection_name
 
 KEYS_FILE = "keys.sqlite3"
@@ -77,21 +76,11 @@ def parse_collections(spec: str | Sequence[str]) -> tuple[str, ...]:
 
 
 class KeyStore:
-    """One short-lived connection per call, like the feedback store (requests use threads)."""
+    """One short-lived connection per call (``dossier.sqlite``): requests use threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path)
-        try:
-            conn.execute(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        self.db = SQLiteFile(path, [_SCHEMA])
 
     def create(self, name: str, collections: str | Sequence[str], role: str) -> tuple[ApiKey, str]:
         """The new key and its token; the token is not stored and cannot be shown again."""
@@ -104,7 +93,7 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._connect() as conn:
+        with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys (id, name, secret_sha256, role, collections, created)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -114,7 +103,7 @@ class KeyStore:
         return key, f"{PREFIX}_{key_id}_{secret}"
 
     def list_keys(self) -> list[ApiKey]:
-        with self._connect() as conn:
+        with self.db.transaction(write=False) as conn:
             rows = conn.execute(
                 "SELECT id, name, role, collections, created, revoked FROM api_keys"
                 " ORDER BY created, id"
@@ -123,7 +112,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> ApiKey:
         revoked = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._connect() as conn:
+        with self.db.transaction() as conn:
             cur = conn.execute(
                 "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
                 (revoked, key_id),
@@ -139,7 +128,7 @@ class KeyStore:
         """The live key this token belongs to, or None; same work for every wrong token."""
         prefix, _, rest = token.partition("_")
         key_id, _, secret = rest.partition("_")
-        with self._connect() as conn:
+        with self.db.transaction(write=False) as conn:
             row = conn.execute(
                 "SELECT id, name, role, collections, created, revoked, secret_sha256"
                 " FROM api_keys WHERE id = ?",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
 import anyio
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from dossier.answering import StreamEvent, build_answerer
 from dossier.engine import Dossier, Retrieved
@@ -83,8 +84,23 @@ async def answer_events(
         yield final
 
 
+# Called with the final answer before `done`; what it returns is added to `done`'s data
+# (a stored conversation puts the ids of the messages it stored there).
+OnFinal = Callable[[Answer], Awaitable[dict[str, Any]]]
+
+
+def sse_response(
+    dossier: Dossier, retrieved: Retrieved, request: Request, on_final: OnFinal | None = None
+) -> StreamingResponse:
+    return StreamingResponse(
+        sse_events(dossier, retrieved, request, on_final),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 async def sse_events(
-    dossier: Dossier, retrieved: Retrieved, request: Request
+    dossier: Dossier, retrieved: Retrieved, request: Request, on_final: OnFinal | None = None
 ) -> AsyncIterator[str]:
     yield sse(
         "passages",
@@ -110,4 +126,5 @@ async def sse_events(
         yield sse("delta", {"text": final.text})
     body = AnswerPublic.from_domain(final).model_dump(exclude={"passages", "timings"})
     yield sse("citations", body)
-    yield sse("done", {"timings": final.timings})
+    extra = await on_final(final) if on_final is not None else {}
+    yield sse("done", {"timings": final.timings, **extra})
