@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dossier.errors import InvalidInput
 from dossier.text import normalized, sentence_spans, stopwords, terms, words
+from dossier.verification import strip_markers
 
 if TYPE_CHECKING:
     from dossier.chat import OpenAIChat
@@ -98,7 +99,7 @@ def shown_sentences(history: Sequence[Message]) -> frozenset[str]:
     for m in history:
         if m.role != "assistant":
             continue
-        text = _MARKER.sub("", m.content)
+        text = strip_markers(m.content)
         out.update(normalized(text[a:b]) for a, b in sentence_spans(text))
     return frozenset(out)
 
@@ -124,7 +125,6 @@ _NAME_WORD = r"(?:[A-Z][\w'’&.-]*\w|[A-Z])"
 _ENTITY_RUN = re.compile(
     rf"(?:\d+\s+)?{_NAME_WORD}(?:\s+(?:(?:of|de|van|von|der|la|le|al|the)\s+)?{_NAME_WORD})*"
 )
-_MARKER = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 # Answers Dossier gave that carry no topic: its refusal, and markers.
 _REFUSAL_START = "the corpus does not say"
 
@@ -166,7 +166,7 @@ def rare_words(text: str, idf: Callable[[str], float], k: int) -> list[str]:
     """The ``k`` content words of ``text`` with the highest idf, as written."""
     stop = _common_words()
     seen: dict[str, float] = {}
-    for w in words(_MARKER.sub("", text)):
+    for w in words(strip_markers(text)):
         if w in stop or len(w) < 3 or w.isdigit() or w in seen:
             continue
         stem = terms(w)
@@ -199,7 +199,7 @@ class Topic:
 
     def absorb(self, text: str, idf: Callable[[str], float], n_words: int) -> None:
         """Put ``text``'s names and rarest words first (a later mention is fresher)."""
-        names = entities(_MARKER.sub("", text))
+        names = entities(strip_markers(text))
         self.names = names + [n for n in self.names if n not in names]
         fresh = rare_words(text, idf, n_words)
         self.words = fresh + [w for w in self.words if w not in fresh]
@@ -288,7 +288,7 @@ class LLMCondenser(Condenser):
         self.fallback = fallback or OfflineCondenser()
 
     def _messages(self, history: Sequence[Message], question: str) -> list[dict[str, str]]:
-        lines = [f"{m.role}: {_MARKER.sub('', m.content).strip()}" for m in history]
+        lines = [f"{m.role}: {strip_markers(m.content).strip()}" for m in history]
         return [
             {"role": "system", "content": CONDENSE_PROMPT},
             {

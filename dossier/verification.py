@@ -27,6 +27,53 @@ def marker_numbers(marker: str) -> list[int]:
     return [int(x) for x in m.group(1).split(",")] if m else []
 
 
+def strip_markers(text: str) -> str:
+    """The text without its citation markers (an earlier answer read back in a conversation)."""
+    return " ".join(_MARKER.sub(" ", text).split())
+
+
+class MarkerFilter:
+    """Removes markers to non-existent passages from streamed text.
+
+    A marker can arrive split across deltas ("[", "7", "]"), so text from an open
+    bracket is held back until the bracket closes or clearly is not a marker.
+    """
+
+    def __init__(self, n_passages: int) -> None:
+        self.n = n_passages
+        self._held = ""
+
+    def _clean(self, marker: str) -> str:
+        nums = marker_numbers(marker)
+        if not nums:
+            return marker
+        valid = [x for x in nums if 1 <= x <= self.n]
+        return f"[{', '.join(map(str, valid))}]" if valid else ""
+
+    def feed(self, text: str) -> str:
+        out = []
+        for ch in text:
+            if self._held:
+                self._held += ch
+                if ch == "]":
+                    out.append(self._clean(self._held))
+                    self._held = ""
+                elif len(self._held) > 24 or ch == "[":
+                    out.append(self._held[:-1])  # not a marker after all
+                    self._held = "[" if ch == "[" else ""
+                    if ch != "[":
+                        out.append(ch)
+            elif ch == "[":
+                self._held = ch
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
 @dataclass(frozen=True)
 class DraftSentence:
     text: str  # without markers

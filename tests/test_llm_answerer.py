@@ -19,12 +19,12 @@ import pytest
 from dossier.answering import build_answerer
 from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
-from dossier.llm import LLMAnswerer, MarkerFilter, build_messages
+from dossier.llm import LLMAnswerer, build_messages
 from dossier.models import Answer, Passage, ScoredPassage
 from dossier.settings import Settings
 from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
-from dossier.verification import parse_answer, verify
+from dossier.verification import MarkerFilter, parse_answer, verify
 from service.app import create_app
 from tests.fake_llm import FakeState, Step, create_fake_app
 
