@@ -13,8 +13,9 @@ is actually searched and answered (``Answer.standalone_question``).
   cues, names of its own and nothing in common with the topic is a topic switch and
   is searched as typed, and the topic starts again from it.
 * :class:`LLMCondenser`: asks the configured OpenAI-compatible model to rewrite the
-  message; the offline form is used when the call fails or the rewrite shares no word
-  with the conversation (a model that answered, or invented a subject).
+  message, unless the offline rules find a topic switch; the offline form is used when
+  the call fails or the rewrite shares no word with the conversation (a model that
+  answered, or invented a subject).
 
 Only the latest turns are read (``bounded_history``): a long conversation keeps its
 end, never its beginning.
@@ -303,7 +304,9 @@ class LLMCondenser(Condenser):
         self, history: Sequence[Message], question: str, idf: Callable[[str], float]
     ) -> Standalone:
         offline = self.fallback.condense(history, question, idf)
-        if not history:
+        if not history or offline.method == "topic-switch":
+            # A message that stands alone on a new topic is not sent to the model: a small
+            # model pulled bbc-chat's topic switches back to the old topic (SmolLM2 run).
             return offline
         from dossier.chat import LLMFailure
 

@@ -180,10 +180,16 @@ def test_llm_condenser_uses_the_rewrite_or_falls_back_offline(
         assert "Albania" in result.carried
 
 
-def test_llm_condenser_is_not_called_for_a_first_question(fake: tuple[str, FakeState]) -> None:
+def test_llm_condenser_is_not_called_for_a_first_question_or_a_topic_switch(
+    fake: tuple[str, FakeState],
+) -> None:
     url, state = fake
     state.requests.clear()
-    assert _llm_condenser(url).condense([], FIRST, flat_idf).method == "as-asked"
+    condenser = _llm_condenser(url)
+    assert condenser.condense([], FIRST, flat_idf).method == "as-asked"
+    history = [user(FIRST), assistant("Albania cut ties with Iran over a cyberattack. [1]")]
+    switch = "How many Soul Train Award nominations did Usher get?"
+    assert condenser.condense(history, switch, flat_idf).method == "topic-switch"
     assert state.requests == []
 
 
