@@ -288,6 +288,10 @@ class LLMCondenser(Condenser):
         self.chat = chat
         self.fallback = fallback or OfflineCondenser()
 
+    def close(self) -> None:
+        """Close the client's connections now rather than at garbage collection."""
+        self.chat.close()
+
     def _messages(self, history: Sequence[Message], question: str) -> list[dict[str, str]]:
         lines = [f"{m.role}: {strip_markers(m.content).strip()}" for m in history]
         return [

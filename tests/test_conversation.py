@@ -145,11 +145,14 @@ def fake() -> Iterator[tuple[str, FakeState]]:
         yield f"{server.url}/v1", state
 
 
-def _llm_condenser(url: str) -> LLMCondenser:
+@pytest.fixture
+def llm_condenser(fake: tuple[str, FakeState]) -> Iterator[LLMCondenser]:
     chat = OpenAIChat(
-        url, "fake", timeout_s=5.0, max_tokens=64, temperature=0.0, policy=RetryPolicy(0, 0.0)
+        fake[0], "fake", timeout_s=5.0, max_tokens=64, temperature=0.0, policy=RetryPolicy(0, 0.0)
     )
-    return LLMCondenser(chat)
+    condenser = LLMCondenser(chat)
+    yield condenser
+    condenser.close()  # its sockets, now: a socket closed by the GC fails a later test
 
 
 @pytest.mark.parametrize(
@@ -162,12 +165,12 @@ def _llm_condenser(url: str) -> LLMCondenser:
     ],
 )
 def test_llm_condenser_uses_the_rewrite_or_falls_back_offline(
-    fake: tuple[str, FakeState], step: Step, method: str
+    fake: tuple[str, FakeState], llm_condenser: LLMCondenser, step: Step, method: str
 ) -> None:
-    url, state = fake
+    _, state = fake
     state.script[:] = [step]
     state.requests.clear()
-    condenser = _llm_condenser(url)
+    condenser = llm_condenser
     history = [user(FIRST), assistant("Albania cut ties with Iran over a cyberattack. [1]")]
     result = condenser.condense(history, FOLLOW_UP, flat_idf)
     assert result.method == method
@@ -181,11 +184,11 @@ def test_llm_condenser_uses_the_rewrite_or_falls_back_offline(
 
 
 def test_llm_condenser_is_not_called_for_a_first_question_or_a_topic_switch(
-    fake: tuple[str, FakeState],
+    fake: tuple[str, FakeState], llm_condenser: LLMCondenser
 ) -> None:
-    url, state = fake
+    _, state = fake
     state.requests.clear()
-    condenser = _llm_condenser(url)
+    condenser = llm_condenser
     assert condenser.condense([], FIRST, flat_idf).method == "as-asked"
     history = [user(FIRST), assistant("Albania cut ties with Iran over a cyberattack. [1]")]
     switch = "How many Soul Train Award nominations did Usher get?"

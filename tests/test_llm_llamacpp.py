@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from dossier.answering import build_answerer
-from dossier.conversation import Message
+from dossier.conversation import LLMCondenser, Message
 from dossier.engine import Dossier
 from dossier.llm import LLMAnswerer
 from dossier.models import Answer
@@ -294,20 +294,24 @@ def test_real_model_condenses_a_follow_up(engine_for: Any, llama: str) -> None:
     """With an LLM configured, the follow-up is rewritten by it (or, when its rewrite is
     unusable, by the offline condenser) and answered on what was searched."""
     engine = engine_for(llama)
-    assert engine.condenser.name == "llm"
-    first = engine.chat([Message("user", QUESTION)])
-    _check_delivered(first)
-    messages = [
-        Message("user", QUESTION),
-        Message("assistant", first.text),
-        Message("user", "What did Iran say about it?"),
-    ]
-    standalone = engine.condenser.condense(
-        messages[:-1], messages[-1].content, engine.lexical.index("albania-iran").idf
-    )
-    assert standalone.method in {"llm", "offline"}
-    assert standalone.asked == "What did Iran say about it?"
-    follow = engine.chat(messages)
-    _check_delivered(follow)
-    assert follow.standalone_question
-    assert follow.question == follow.standalone_question
+    condenser = engine.condenser
+    assert isinstance(condenser, LLMCondenser)
+    try:
+        first = engine.chat([Message("user", QUESTION)])
+        _check_delivered(first)
+        messages = [
+            Message("user", QUESTION),
+            Message("assistant", first.text),
+            Message("user", "What did Iran say about it?"),
+        ]
+        standalone = condenser.condense(
+            messages[:-1], messages[-1].content, engine.lexical.index("albania-iran").idf
+        )
+        assert standalone.method in {"llm", "offline"}
+        assert standalone.asked == "What did Iran say about it?"
+        follow = engine.chat(messages)
+        _check_delivered(follow)
+        assert follow.standalone_question
+        assert follow.question == follow.standalone_question
+    finally:
+        condenser.close()
