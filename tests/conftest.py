@@ -19,6 +19,7 @@ from dossier.engine import Dossier
 from dossier.settings import Settings
 from dossier.testing import LiveServer, free_port, wait_for_http
 from ingest.pipeline import Ingestor
+from tests.fake_llm import FakeState, Step, create_fake_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -78,3 +79,28 @@ def api_url(seed_engine: Dossier) -> Iterator[str]:
 
     with LiveServer(create_app(seed_engine.settings, seed_engine)) as server:
         yield server.url
+
+
+def alpha_beta_engine(tmp: Path, **overrides: Any) -> Dossier:
+    """Two one-article collections, "alpha" and "beta", on the hashing embedder: for the
+    tests of what a key scoped to one collection may see."""
+    settings = make_settings(tmp, embedder="hashing", default_collection="alpha", **overrides)
+    engine = Dossier(settings)
+    ingestor = Ingestor(settings, engine.store, engine.embedder)
+    for name, text in (
+        ("alpha", "Alpha news\n\nThe alpha harbour reopened after the storm."),
+        ("beta", "Beta news\n\nThe beta railway strike ended on Friday."),
+    ):
+        folder = tmp / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+        ingestor.ingest(folder, name)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[tuple[str, FakeState]]:
+    """The scripted OpenAI-compatible server (tests/fake_llm.py) on loopback: (base URL, state)."""
+    state = FakeState(script=[Step(text="unused")])
+    with LiveServer(create_fake_app(state)) as server:
+        yield f"{server.url}/v1", state

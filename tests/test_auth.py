@@ -12,30 +12,18 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
 from dossier.testing import LiveServer
-from ingest.pipeline import Ingestor
 from service.app import create_app
 from service.keys import KEYS_FILE, KeyStore
-from tests.conftest import make_settings
-
-
-def _article(folder: Path, name: str, text: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text, encoding="utf-8")
+from tests.conftest import alpha_beta_engine, make_settings
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("auth")
-    settings = make_settings(tmp, embedder="hashing", auth=True, default_collection="alpha")
-    engine = Dossier(settings)
-    ing = Ingestor(settings, engine.store, engine.embedder)
-    _article(tmp / "a", "a.txt", "Alpha news\n\nThe alpha harbour reopened after the storm.")
-    _article(tmp / "b", "b.txt", "Beta news\n\nThe beta railway strike ended on Friday.")
-    ing.ingest(tmp / "a", "alpha")
-    ing.ingest(tmp / "b", "beta")
+    engine = alpha_beta_engine(tmp, auth=True)
+    settings = engine.settings
     keys = KeyStore(settings.data_dir / KEYS_FILE)
     tokens = {
         "read_a": keys.create("reader", "alpha", "read")[1],

@@ -25,8 +25,7 @@ from dossier.conversation import (
 )
 from dossier.engine import Dossier
 from dossier.errors import InvalidInput
-from dossier.testing import LiveServer
-from tests.fake_llm import FakeState, Step, create_fake_app
+from tests.fake_llm import FakeState, Step
 
 FIRST = "Why did Albania expel Iranian diplomats?"
 FOLLOW_UP = "What did Iran say about it?"
@@ -136,13 +135,6 @@ def test_shown_sentences_are_the_earlier_answers_without_markers() -> None:
 
 
 # -- the LLM condenser, against a scripted server on loopback ------------------------------
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[tuple[str, FakeState]]:
-    state = FakeState(script=[Step(text="unused")])
-    with LiveServer(create_fake_app(state)) as server:
-        yield f"{server.url}/v1", state
 
 
 @pytest.fixture

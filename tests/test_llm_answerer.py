@@ -26,18 +26,11 @@ from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
 from dossier.verification import MarkerFilter, parse_answer, verify
 from service.app import create_app
-from tests.fake_llm import FakeState, Step, create_fake_app
+from tests.fake_llm import FakeState, Step
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
 SUPPORTED = "Albania cut diplomatic ties with Iran over a cyberattack"
 UNSUPPORTED = "The embassy staff were given 48 days to leave Tirana"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[tuple[str, FakeState]]:
-    state = FakeState(script=[Step(text="unused")])
-    with LiveServer(create_fake_app(state)) as server:
-        yield f"{server.url}/v1", state
 
 
 @pytest.fixture

@@ -24,10 +24,9 @@ from dossier.engine import Dossier
 from dossier.llm import LLMAnswerer
 from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
-from ingest.pipeline import Ingestor
 from service.app import create_app
 from service.keys import KEYS_FILE, KeyStore
-from tests.conftest import SEED_COLLECTION, make_settings
+from tests.conftest import SEED_COLLECTION, alpha_beta_engine, make_settings
 from tests.fake_llm import FakeState, Step, create_fake_app
 
 QUESTION = "Why did Albania expel Iranian diplomats?"
@@ -400,21 +399,11 @@ def test_llm_stream_stops_when_the_client_leaves(
 # -- with keys -------------------------------------------------------------------------
 
 
-def _article(folder: Path, name: str, text: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text, encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("openai-auth")
-    settings = make_settings(tmp, embedder="hashing", auth=True, default_collection="alpha")
-    engine = Dossier(settings)
-    ing = Ingestor(settings, engine.store, engine.embedder)
-    _article(tmp / "a", "a.txt", "Alpha news\n\nThe alpha harbour reopened after the storm.")
-    _article(tmp / "b", "b.txt", "Beta news\n\nThe beta railway strike ended on Friday.")
-    ing.ingest(tmp / "a", "alpha")
-    ing.ingest(tmp / "b", "beta")
+    engine = alpha_beta_engine(tmp, auth=True)
+    settings = engine.settings
     keys = KeyStore(settings.data_dir / KEYS_FILE)
     with LiveServer(create_app(settings, engine)) as live:
         yield {
