@@ -126,7 +126,7 @@ _NAME_WORD = r"(?:[A-Z][\w'’&.-]*\w|[A-Z])"
 _ENTITY_RUN = re.compile(
     rf"(?:\d+\s+)?{_NAME_WORD}(?:\s+(?:(?:of|de|van|von|der|la|le|al|the)\s+)?{_NAME_WORD})*"
 )
-# Answers Dossier gave that carry no topic: its refusal, and markers.
+# An answer that carries no topic: Dossier's refusal (answering.REFUSAL_TEXT).
 _REFUSAL_START = "the corpus does not say"
 
 
@@ -220,8 +220,7 @@ class CarryPolicy:
     names: int = 1
     words: int = 2
     question_words: int = 3  # rarest words taken from each user question
-    answer_words: int = 0  # and from each answer
-    use_answers: bool = False
+    answer_words: int = 0  # and from each answer (0: answers are not read)
 
 
 class Condenser(ABC):
@@ -241,12 +240,13 @@ class OfflineCondenser(Condenser):
     def __init__(self, policy: CarryPolicy | None = None) -> None:
         self.policy = policy or CarryPolicy()
 
-    def _step(self, topic: Topic, question: str, idf: Callable[[str], float]) -> Standalone:
+    def _step(self, topic: Topic, question: str) -> Standalone:
         if not topic.names and not topic.words:
             return Standalone(question, question, "as-asked")
         own = _stems(question)
-        new_names = [n for n in entities(question) if not (_stems(n) & topic.stems())]
-        if not leans_on_history(question) and new_names and not (own & topic.stems()):
+        topic_stems = topic.stems()
+        new_names = [n for n in entities(question) if not (_stems(n) & topic_stems)]
+        if not leans_on_history(question) and new_names and not (own & topic_stems):
             return Standalone(question, question, "topic-switch")
         p = self.policy
         names = [n for n in topic.names[: p.names] if not _stems(n) <= own]
@@ -264,13 +264,13 @@ class OfflineCondenser(Condenser):
         topic = Topic()
         for m in history:
             if m.role == "user":
-                step = self._step(topic, m.content.strip(), idf)
+                step = self._step(topic, m.content.strip())
                 if step.method == "topic-switch":
                     topic = Topic()
                 topic.absorb(m.content, idf, p.question_words)
-            elif p.use_answers and not m.content.strip().lower().startswith(_REFUSAL_START):
+            elif p.answer_words and not m.content.strip().lower().startswith(_REFUSAL_START):
                 topic.absorb(m.content, idf, p.answer_words)
-        return self._step(topic, question, idf)
+        return self._step(topic, question)
 
 
 CONDENSE_PROMPT = """Rewrite the user's last question so that it can be understood without the \

@@ -319,18 +319,18 @@ class Evaluator:
                 )
             }
         out: dict[str, float] = {}
+        expected = self.gold(q.collection).expected_ids(q) if role == "follow_up" else []
         for mode, asked in (("standalone_", q.question), ("as_typed_", q.in_context), ("", None)):
-            if asked is None:
-                other = answer
-                ranked = [sp.passage.passage_id for sp in answer.passages]
-            else:
-                other = self.engine.ask(asked, q.collection, self.top_k, self.answerer)
-                ranked = [sp.passage.passage_id for sp in other.passages]
+            other = (
+                answer
+                if asked is None
+                else self.engine.ask(asked, q.collection, self.top_k, self.answerer)
+            )
             if role == "unanswerable_follow_up":
                 out[f"unanswerable_follow_up_{mode}refused"] = float(other.refused)
                 continue
             text = "" if other.refused else m.strip_markers(other.text)
-            expected = self.gold(q.collection).expected_ids(q)
+            ranked = [sp.passage.passage_id for sp in other.passages]
             hit = m.retrieval_scores(expected, ranked, [self.top_k])[f"recall@{self.top_k}"]
             out[f"follow_up_{mode}hit@{self.top_k}"] = hit
             out[f"follow_up_{mode}key_fact_recall"] = m.key_fact_recall(text, q.key_facts)

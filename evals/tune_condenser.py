@@ -95,14 +95,9 @@ def main() -> None:
     grid = [(2, 0, a, skip) for a in (0, 2) for skip in (True, False)]
     grid += [(n, w, 0, False) for n in (1, 2, 3, 4) for w in (0, 2) if (n, w) != (2, 0)]
     for names, n_words, answer_words, skip in grid:
-        policy = CarryPolicy(
-            names=names,
-            words=n_words,
-            answer_words=answer_words,
-            use_answers=answer_words > 0,
-        )
+        policy = CarryPolicy(names=names, words=n_words, answer_words=answer_words)
         engine.__dict__["condenser"] = OfflineCondenser(policy)
-        engine.settings = replace_settings(settings, chat_skip_shown=skip)
+        engine.settings = settings.model_copy(update={"chat_skip_shown": skip})
         scores = _score(engine, gold, conversations, "chat")
         row: dict[str, Any] = {"policy": {**asdict(policy), "chat_skip_shown": skip}, **scores}
         rows.append(row)
@@ -118,10 +113,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "chosen": best}, indent=2) + "\n")
     print(f"wrote {args.out}")
-
-
-def replace_settings(settings: Settings, **changes: Any) -> Settings:
-    return settings.model_copy(update=changes)
 
 
 if __name__ == "__main__":
