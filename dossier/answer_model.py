@@ -11,7 +11,11 @@ a damaged or hand-edited artefact is refused at load instead of answering wrongl
   (the best logit, how much of the question the retrieved text covers, ...); its
   output is a calibrated probability that the corpus answers the question. The
   refusal threshold on it was chosen on a validation split for a stated false-refusal
-  rate; see the artefact's ``meta``.
+  rate; see the artefact's ``meta``. P(answerable) is not calibrated across kinds of
+  text (news vs. SQuAD's adversarial Wikipedia questions), so the artefact also holds a
+  threshold per validation domain (``calibrations``); ``threshold`` is the news one,
+  the kind of corpus Dossier is for, and a collection of another kind can be given its
+  own (``DOSSIER_ANSWERABLE_THRESHOLDS``).
 """
 
 from __future__ import annotations
@@ -100,6 +104,8 @@ class AnswerModel:
     # Add a further sentence when its probability is at least this share of the best's.
     compose_ratio: float
     max_sentences: int = 3
+    # The threshold chosen on each validation domain ("news", "squad2", ...).
+    calibrations: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def sentence_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +127,7 @@ class AnswerModel:
             "threshold": self.threshold,
             "compose_ratio": self.compose_ratio,
             "max_sentences": self.max_sentences,
+            "calibrations": self.calibrations,
             "meta": self.meta,
         }
 
@@ -132,6 +139,7 @@ class AnswerModel:
             threshold=float(data["threshold"]),
             compose_ratio=float(data["compose_ratio"]),
             max_sentences=int(data.get("max_sentences", 3)),
+            calibrations={str(k): float(v) for k, v in data.get("calibrations", {}).items()},
             meta=dict(data.get("meta", {})),
         )
 

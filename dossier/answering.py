@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dossier.answer_model import AnswerModel, load_answer_model
+from dossier.errors import ConfigurationError
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
 from dossier.selection import Candidate, answerability_features, candidates, featurize
 from dossier.text import coverage, normalized, sentence_spans, terms
@@ -48,6 +49,9 @@ class AnswerContext:
     # (normalized). A follow-up asks for something new, so they are not offered again
     # while any other sentence is left.
     seen: frozenset[str] = frozenset()
+    # This collection's refusal threshold on P(answerable), when it has its own: a number,
+    # or the name of one of the answer model's calibrations ("news", "squad2").
+    answerable_threshold: float | str | None = None
 
 
 def unseen(cands: list[Candidate], context: AnswerContext) -> list[Candidate]:
@@ -212,6 +216,22 @@ class ExtractiveAnswerer(Answerer):
         """Refuse below this P(answerable): the setting, else the model's own."""
         return self.model.threshold if self._threshold is None else self._threshold
 
+    def threshold_for(self, context: AnswerContext) -> float:
+        """The collection's own threshold when it has one, else :attr:`threshold`."""
+        own = context.answerable_threshold
+        if own is None:
+            return self.threshold
+        if isinstance(own, str):
+            try:
+                return self.model.calibrations[own]
+            except KeyError:
+                raise ConfigurationError(
+                    f"Unknown answerability calibration {own!r} for collection "
+                    f"{context.collection!r}; the answer model has "
+                    f"{', '.join(sorted(self.model.calibrations)) or 'none'}."
+                ) from None
+        return own
+
     @property
     def model(self) -> AnswerModel:
         if self._model is None:  # loaded on first use: construction stays cheap
@@ -236,7 +256,7 @@ class ExtractiveAnswerer(Answerer):
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
     ) -> tuple[float, float]:
         """(P(answerable), the refusal threshold): what a generating answerer gates on."""
-        return self.assess(question, passages, context)[0], self.threshold
+        return self.assess(question, passages, context)[0], self.threshold_for(context)
 
     def answer(
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
@@ -244,7 +264,7 @@ class ExtractiveAnswerer(Answerer):
         if not passages:
             return refusal(question, context.collection, self.name, "no passage matched", passages)
         p, cands, probabilities = self.assess(question, passages, context)
-        threshold = self.threshold
+        threshold = self.threshold_for(context)
         if not cands or p < threshold:
             return refusal(
                 question,
@@ -462,8 +482,6 @@ def register_answerer(name: str) -> Callable[[AnswererFactory], AnswererFactory]
 
 
 def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
-    from dossier.errors import ConfigurationError
-
     name = name or settings.answerer
     try:
         factory = ANSWERERS[name]

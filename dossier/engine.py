@@ -207,6 +207,7 @@ class Dossier:
             idf=self.lexical.index(name).idf,
             embed=self._embed_texts,
             question_vector=vector,
+            answerable_threshold=self.settings.answerable_thresholds.get(name),
         )
         return Retrieved(q, passages, context, t0, retrieved)
 

@@ -252,6 +252,45 @@ def featurize(
     return Scored(list(cands), X, qterms, np.asarray(cos, dtype=np.float32))
 
 
+# An answer must hold the kind of thing asked for *beyond what the question already
+# names*: "How much did Microsoft pay for Sybari?" is not answered by a sentence whose
+# only numbers or names are the question's own. Money is told apart from other amounts
+# because "how much ... pay" is answered by a price, not by any number.
+_MONEY_ASKED = re.compile(
+    r"\bhow much\b.*\b(?:pay|paid|cost|costs|price|fee|fees|salary|worth|spend|spent|"
+    r"raise|raised|fine|fined|prize|earn|earned|sell|sold|invest|invested|bid|loan)\b|"
+    r"\bwhat (?:price|fee|salary|sum|fine)\b",
+    re.I,
+)
+_MONEY = re.compile(
+    r"[$£€¥]\s?\d|\d\s?(?:bn|m|p)\b|\d[\d,.]*\s?(?:million|billion|pounds|dollars|euros|pence|cents)\b",
+    re.I,
+)
+_PLACE = re.compile(r"\b(?:in|at|near|from) ([A-Z][a-z]+)")
+
+
+def _holds_novel(pattern: re.Pattern[str], text: str, question: str, group: int = 0) -> bool:
+    asked = question.lower()
+    return any(m.group(group).lower().strip() not in asked for m in pattern.finditer(text))
+
+
+def holds_novel(question: str, text: str) -> list[bool]:
+    """For each kind of thing the question asks for (when, how many/much, who, where):
+    does ``text`` hold one that the question does not already name?"""
+    qtypes = question_types(question)
+    out: list[bool] = []
+    if qtypes["quantity"]:
+        money = bool(_MONEY_ASKED.search(question))
+        out.append(_holds_novel(_MONEY if money else _HOLDS["quantity"], text, question))
+    if qtypes["when"]:
+        out.append(_holds_novel(_HOLDS["when"], text, question))
+    if qtypes["who"]:
+        out.append(_holds_novel(_HOLDS["who"], text, question))
+    if qtypes["where"]:
+        out.append(_holds_novel(_PLACE, text, question, 1))
+    return out
+
+
 ANSWERABILITY_FEATURES: tuple[str, ...] = (
     "best_logit",
     "margin",
@@ -266,6 +305,18 @@ ANSWERABILITY_FEATURES: tuple[str, ...] = (
     "n_terms",
     "type_missing_best",
     "asks_why_how",
+    # Question words the best sentence's own article never uses (the passages as a whole
+    # mention most of them: ten passages from many articles).
+    "doc_missing_idf_share",
+    "doc_missing_max_idf",
+    # How sure the scorer is of one sentence: the best's probability, and the entropy.
+    "best_probability",
+    "entropy",
+    "asks_type",
+    "type_held_top3",
+    "type_novel_best",
+    "type_novel_top3",
+    "type_novel_mass",
 )
 
 
@@ -276,18 +327,39 @@ def answerability_features(
     x = np.zeros(len(ANSWERABILITY_FEATURES), dtype=np.float32)
     if not scored.candidates:
         x[ANSWERABILITY_FEATURES.index("missing_idf_share")] = 1.0
+        x[ANSWERABILITY_FEATURES.index("doc_missing_idf_share")] = 1.0
         return x
     col = {name: j for j, name in enumerate(FEATURES)}
-    best = int(np.argmax(logits))
-    srt = np.sort(logits)[::-1]
-    all_terms = frozenset().union(*(c.terms for c in scored.candidates))
-    titles = frozenset(t for c in scored.candidates for t in terms(c.passage.passage.title))
+    order = np.argsort(-logits, kind="stable")
+    best = int(order[0])
+    srt = logits[order]
+    cands = scored.candidates
+    all_terms = frozenset().union(*(c.terms for c in cands))
+    titles = frozenset(t for c in cands for t in terms(c.passage.passage.title))
     known = all_terms | titles
+    best_doc = cands[best].doc_id
+    doc_terms = frozenset().union(*(c.terms for c in cands if c.doc_id == best_doc)) | frozenset(
+        terms(cands[best].passage.passage.title)
+    )
     weights = {t: idf(t) for t in scored.question_terms}
     total = sum(weights.values()) or 1.0
     missing = [w for t, w in weights.items() if not term_matches(t, known)]
+    doc_missing = [w for t, w in weights.items() if not term_matches(t, doc_terms)]
     X = scored.X
     qtypes = question_types(question)
+    probabilities = np.exp(logits - srt[0])
+    probabilities /= probabilities.sum()
+    entropy = -float((probabilities * np.log(probabilities + 1e-12)).sum())
+    asked = [t for t in ("when", "quantity", "who", "where") if qtypes[t]]
+    top3 = [int(i) for i in order[:3]]
+    if asked:
+        novel = {i: holds_novel(question, cands[i].text) for i in (int(j) for j in order[:5])}
+        held_top3 = float(any(X[i, col["type_match"]] > 0 for i in top3))
+        novel_best = float(all(novel[best]))
+        novel_top3 = float(any(all(novel[i]) for i in top3))
+        novel_mass = float(sum(probabilities[i] for i, held in novel.items() if all(held)))
+    else:
+        held_top3 = novel_best = novel_top3 = novel_mass = 0.0
     x[:] = (
         srt[0],
         srt[0] - srt[1] if len(srt) > 1 else 0.0,
@@ -302,5 +374,14 @@ def answerability_features(
         math.log1p(len(scored.question_terms)),
         X[best, col["type_missing"]],
         float(qtypes["why"] or qtypes["how"]),
+        sum(doc_missing) / total,
+        max(doc_missing, default=0.0),
+        probabilities[best],
+        entropy / math.log(max(2, len(probabilities))),
+        float(bool(asked)),
+        held_top3,
+        novel_best,
+        novel_top3,
+        novel_mass,
     )
     return x

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,9 +91,15 @@ class Settings(BaseSettings):
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     # The default answerer's learned model; None is the artefact shipped in dossier/data/.
     answer_model_path: Path | None = None
-    # Refuse below this P(answerable); None is the model's (chosen on validation). News-only
-    # collections can use the stricter news threshold the training report prints.
+    # Refuse below this P(answerable); None is the model's (chosen on news validation
+    # questions for at most 10% false refusals).
     answerable_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Per collection: its own threshold, or the name of one of the model's calibrations
+    # (P(answerable) is not calibrated across kinds of text; the artefact holds a threshold
+    # per validation domain, e.g. {"encyclopedia": "squad2"}).
+    answerable_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)] | str] = Field(
+        default_factory=dict
+    )
     # Sentence vectors kept in memory: answers to questions on the same articles reuse them.
     sentence_cache_size: int = Field(default=50_000, ge=0)
     # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).

@@ -75,6 +75,9 @@ class Suite:
     collections: dict[str, Path] = field(default_factory=dict)
     # Also answer each question with the trivial baseline (CosineAnswerer), same retrieval.
     baseline: bool = False
+    # Collections answered with their own refusal threshold (a number or the name of one
+    # of the answer model's calibrations), unless the settings already give one.
+    answerable_thresholds: dict[str, float | str] = field(default_factory=dict)
 
 
 def shared_dir(settings: Settings) -> Path:
@@ -236,7 +239,15 @@ def load_squad2(
                     )
                 )
     random.Random(SQUAD_SEED).shuffle(questions)
-    return Suite("squad2", questions, {collection: folder}, baseline=True)
+    # SQuAD's adversarial unanswerable questions make P(answerable) run lower than on news:
+    # its collection uses the threshold calibrated on SQuAD's validation articles.
+    return Suite(
+        "squad2",
+        questions,
+        {collection: folder},
+        baseline=True,
+        answerable_thresholds={collection: "squad2"},
+    )
 
 
 def load_rgb(settings: Settings) -> Suite:

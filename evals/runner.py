@@ -506,6 +506,9 @@ def run_suite(
 ) -> SuiteResult:
     started = time.perf_counter()
     ingested = ingest_suite(engine, suite)
+    if suite.answerable_thresholds:
+        own = {**suite.answerable_thresholds, **engine.settings.answerable_thresholds}
+        engine.settings = engine.settings.model_copy(update={"answerable_thresholds": own})
     answerer = answerer or engine.answerer
     scorer = scorer or build_support_scorer(engine.settings, engine.embedder)
     evaluator = Evaluator(

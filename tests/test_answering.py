@@ -35,14 +35,10 @@ def test_seed_question_is_answered_from_the_lead(seed_engine: Dossier) -> None:
     [
         ("Which security firm blamed Iran in an August report?", "Mandiant"),
         ("When did Albania agree to shelter members of the opposition group?", "2014"),
-        # Known misses of the learned model (issue #8 stays open for them): a two-word
-        # question gives the answerability model too little evidence, and the reason for
+        # A two-word question: little evidence for the answerability model.
+        ("Who is Toby Lues?", "Darktrace"),
+        # A known miss of the learned model (issue #8 stays open for it): the reason for
         # the cancellation sits in a sentence that shares no word with "cancel".
-        pytest.param(
-            "Who is Toby Lues?",
-            "Darktrace",
-            marks=pytest.mark.xfail(reason="refused: P(answerable) below the threshold"),
-        ),
         pytest.param(
             "Why did the MEK group cancel its conference in Albania?",
             "terrorist attacks",
@@ -123,3 +119,55 @@ def test_answerer_is_chosen_by_settings() -> None:
         assert build_answerer(Settings(_env_file=None, answerer=name)).name == name  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="extractive"):
         build_answerer(Settings(_env_file=None, answerer="nope"))  # type: ignore[call-arg]
+
+
+def test_a_collection_can_have_its_own_refusal_threshold(seed_engine: Dossier) -> None:
+    question = "Why did Albania expel Iranian diplomats?"
+    model = load_answer_model()
+    assert model.calibrations["news"] == model.threshold  # the default is the news one
+    assert 0.0 < model.calibrations["squad2"] < 1.0
+    answerer = ExtractiveAnswerer(model)
+    original = seed_engine.settings
+    try:
+        for own, refused in ((1.0, True), (0.0, False)):
+            seed_engine.settings = original.model_copy(
+                update={"answerable_thresholds": {"albania-iran": own}}
+            )
+            r = seed_engine.retrieve(question, "albania-iran")
+            assert r.context.answerable_threshold == own
+            answer = answerer.answer(question, r.passages, r.context)
+            assert answer.refused is refused
+            assert answerer.answerability(question, r.passages, r.context)[1] == own
+        # A calibration named by the model.
+        seed_engine.settings = original.model_copy(
+            update={"answerable_thresholds": {"albania-iran": "squad2"}}
+        )
+        r = seed_engine.retrieve(question, "albania-iran")
+        assert answerer.threshold_for(r.context) == model.calibrations["squad2"]
+        seed_engine.settings = original.model_copy(
+            update={"answerable_thresholds": {"albania-iran": "nonsense"}}
+        )
+        r = seed_engine.retrieve(question, "albania-iran")
+        with pytest.raises(ConfigurationError, match="Unknown answerability calibration"):
+            answerer.answer(question, r.passages, r.context)
+    finally:
+        seed_engine.settings = original
+
+
+def test_thresholds_per_collection_are_validated() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        Settings(answerable_thresholds={"x": 1.5})
+    assert Settings(answerable_thresholds={"x": "squad2"}).answerable_thresholds == {"x": "squad2"}
+
+
+def test_an_answer_must_hold_what_is_asked_beyond_the_question() -> None:
+    from dossier.selection import holds_novel
+
+    q = "How much did Microsoft pay to buy Sybari Software in 2005?"
+    assert holds_novel(q, "Microsoft paid $100m (£53m) for Sybari.") == [True]
+    # Numbers, but only the question's own year, and no price.
+    assert holds_novel(q, "In 2005 Microsoft agreed to buy Sybari, its second deal.") == [False]
+    who = "Which minister resigned after the cyberattack on Albania?"
+    assert holds_novel(who, "Interior Minister Bledar Cuci resigned on Monday.") == [True]
+    assert holds_novel(who, "The cyberattack on Albania was widely condemned.") == [False]
+    assert holds_novel("Why did Albania expel Iranian diplomats?", "Anything.") == []
