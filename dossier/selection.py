@@ -156,6 +156,8 @@ FEATURES: tuple[str, ...] = (
     "quote",
     "leans",
     "headline",
+    # Holds each kind of thing asked for beyond what the question names (see holds_novel).
+    "type_novel",
 )
 
 
@@ -240,6 +242,7 @@ def featurize(
             float(bool(_QUOTE.search(c.text))),
             float(bool(_LEANS.match(c.text))),
             float(c.text.strip() == c.passage.passage.title.strip()),
+            0.0,  # type_novel, filled below
         )
     col = {name: j for j, name in enumerate(FEATURES)}
     X[:, col["cos_rel"]] = _rel(cos)
@@ -249,6 +252,9 @@ def featurize(
     X[:, col["passage_lexical_rel"]] = lexical / top_lex - 1.0
     spread = float(fused.max() - fused.min()) or 1.0
     X[:, col["passage_fused_rel"]] = (fused - fused.max()) / spread
+    texts = [c.text for c in cands]
+    for name, column in TEXT_FEATURES.items():
+        X[:, col[name]] = column(question, texts)
     return Scored(list(cands), X, qterms, np.asarray(cos, dtype=np.float32))
 
 
@@ -289,6 +295,21 @@ def holds_novel(question: str, text: str) -> list[bool]:
     if qtypes["where"]:
         out.append(_holds_novel(_PLACE, text, question, 1))
     return out
+
+
+def type_novel(question: str, texts: Sequence[str]) -> np.ndarray:
+    """1 for each text holding every kind of thing asked for beyond the question's own
+    names and numbers; 0 when it misses one, or when the question asks for none."""
+    if not any(question_types(question)[t] for t in ("when", "quantity", "who", "where")):
+        return np.zeros(len(texts), dtype=np.float32)
+    return np.array([float(all(holds_novel(question, t))) for t in texts], dtype=np.float32)
+
+
+# Features computed from the question and the candidates' text alone (filled after the rest;
+# the training script can add them to a featurised cache without retrieving again).
+TEXT_FEATURES: dict[str, Callable[[str, Sequence[str]], np.ndarray]] = {
+    "type_novel": type_novel,
+}
 
 
 ANSWERABILITY_FEATURES: tuple[str, ...] = (

@@ -1,7 +1,6 @@
 """Fit the answer model (sentence scorer + answerability) and report it beside baselines.
 
     python -m evals.train_answerer            # fit, choose, report, write the artefact
-    python -m evals.train_answerer --report   # only report the current artefact
 
 Reproducible: fixed seed, fixed splits (``evals/splits.py``, by article, chosen before
 any result was seen), deterministic optimiser (L-BFGS from a seeded start).
@@ -14,6 +13,7 @@ dataset                       train                  validation             test
 bbc-train (ours, see          all                    -                      -
 ``datasets/bbc_train``)
 bbc-qa-dev questions          -                      half the articles      other half
+bbc-qa-dev conversations      -                      their split's turns    -
 seed golden set (ours)        -                      all                    -
 SQuAD 2.0 half A              4 articles             2 articles             2 articles
 ===========================  =====================  =====================  ============
@@ -53,10 +53,12 @@ import numpy as np
 
 from dossier.answer_model import DEFAULT_PATH, AnswerModel, Standardized, compose, softmax
 from dossier.answering import RulesAnswerer
+from dossier.conversation import Message
 from dossier.engine import Dossier
 from dossier.selection import (
     ANSWERABILITY_FEATURES,
     FEATURES,
+    TEXT_FEATURES,
     answerability_features,
     candidates,
     featurize,
@@ -70,6 +72,7 @@ from evals.loaders import (
     bbc_dev_rows,
     bbc_train_rows,
     load_bbc,
+    load_bbc_chat,
     load_seed,
     load_squad2,
     read_jsonl,
@@ -118,6 +121,9 @@ class RawQuestion:
     collection: str
     answerable: bool
     docs: tuple[str, ...] = ()  # source paths of gold documents
+    # A conversation's turn: the user's earlier messages; ``question`` is then asked after
+    # them, condensed as the service would.
+    history: tuple[str, ...] = ()
     gold_span: str | None = None  # bbc: the gold sentence
     answers: tuple[str, ...] = ()  # squad: gold answer strings
     key_facts: tuple[tuple[str, ...], ...] = ()
@@ -145,6 +151,23 @@ def raw_questions(settings: Settings) -> list[RawQuestion]:
                 docs=q.docs,
                 answers=q.gold_spans if q.answerable else (),
                 key_facts=q.key_facts,
+            )
+        )
+    # Conversations are how people use Dossier: each turn of the validation conversations,
+    # condensed after the user's earlier turns as the service does, is a third news set.
+    for q in load_bbc_chat(settings, "validation").questions:
+        out.append(
+            RawQuestion(
+                qid=q.qid,
+                dataset="bbc-chat",
+                split="validation",
+                question=q.in_context or q.question,
+                collection=q.collection,
+                answerable=q.answerable,
+                docs=q.docs,
+                answers=q.gold_spans if q.answerable else (),
+                key_facts=q.key_facts,
+                history=q.history,
             )
         )
     suite = load_squad2(settings, split=None)
@@ -205,9 +228,15 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
                 for alias in info.duplicates:
                     ids[alias] = doc_id
             doc_ids[q.collection] = ids
-        r = engine.retrieve(q.question, q.collection)
+        if q.history:
+            messages = [Message("user", m) for m in (*q.history, q.question)]
+            r = engine.chat_retrieve(messages, q.collection)
+        else:
+            r = engine.retrieve(q.question, q.collection)
+        # What the answerer reads: in a conversation, the condensed question.
+        question = r.question
         cands = candidates(r.passages)
-        scored = featurize(q.question, r.context.question_vector, cands, r.context.idf, embed)
+        scored = featurize(question, r.context.question_vector, cands, r.context.idf, embed)
         gold_ids = {doc_ids[q.collection][d] for d in q.docs if d in doc_ids[q.collection]}
         gold_spans: list[tuple[int, int]] = []
         for doc_id in gold_ids:
@@ -227,7 +256,7 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
         facts = np.array(
             [[m.contains_fact(c.text, alts) for alts in q.key_facts] for c in cands], dtype=bool
         ).reshape(len(cands), len(q.key_facts))
-        old = rules.answer(q.question, r.passages, r.context)
+        old = rules.answer(question, r.passages, r.context)
         old_text = m.strip_markers(old.text)
         cited = any(c.doc_id in gold_ids for c in old.citations)
         samples.append(
@@ -235,7 +264,7 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
                 qid=q.qid,
                 dataset=q.dataset,
                 split=q.split,
-                question=q.question,
+                question=question,
                 answerable=q.answerable,
                 X=scored.X,
                 positive=positive,
@@ -521,7 +550,26 @@ class _Unpickler(pickle.Unpickler):
 def _load_cache(path: Path) -> list[Sample]:
     with path.open("rb") as f:
         samples: list[Sample] = _Unpickler(f).load()
+    for s in samples:
+        _upgrade(s)
     return samples
+
+
+def _upgrade(s: Sample) -> None:
+    """Add the feature columns a cache written before them lacks. Only features computed
+    from the question and the candidates' text can be added this way; others need the
+    cache deleted (a full featurisation)."""
+    have = s.X.shape[1]
+    if have == len(FEATURES):
+        return
+    lacking = FEATURES[have:]
+    if any(name not in TEXT_FEATURES for name in lacking):
+        raise SystemExit(f"the cache lacks {lacking}: delete it to featurise again")
+    texts = [c.text for c in s.extra["scored"].candidates]
+    columns = [TEXT_FEATURES[name](s.question, texts)[:, None] for name in lacking]
+    s.X = np.hstack([s.X, *columns]).astype(np.float32)
+    light = s.extra["scored"]
+    s.extra["scored"] = type(light)(light.candidates, s.X, light.question_terms, light.sentence_cos)
 
 
 def article_groups() -> dict[str, str]:
