@@ -19,7 +19,14 @@ from dossier.support import (
     build_support_scorer,
     parse_json_reply,
 )
-from dossier.support.features import acronyms, names, negations, numbers, units
+from dossier.support.features import (
+    acronyms,
+    names,
+    negations,
+    numbers,
+    pair_evidence,
+    units,
+)
 from tests.conftest import ROOT, make_settings
 
 PAIRS = ROOT / "evals" / "datasets" / "support_pairs.jsonl"
@@ -39,6 +46,26 @@ def test_names_skip_sentence_initial_function_words_and_keep_months() -> None:
     assert {"us", "july", "edi", "rama", "mandiant"} <= found
     assert "the" not in found
     assert "may" not in names("Officials said they may act.")
+
+
+def test_names_skip_function_words_that_open_a_paraphrase() -> None:
+    assert names("Under the budget, Since Ireland won, Both clubs agreed.") == {"ireland"}
+    assert names("He told US officials.") == {"us"}
+    assert names("Mandiant ordered the diplomats out.") == {"mandiant"}
+
+
+def test_numbers_break_at_digits_and_names_match_hyphens_and_possessives() -> None:
+    assert numbers("$18 million (£9.25 million)") == {18.0, 1_000_000.0, 9.25}
+    passage = "The UK's largest retailer, Wal-Mart, said 12 stores shut."
+    sims = [0.9]
+    _, reasons = pair_evidence(
+        "Wal-Mart is the UK retailer that shut 12 stores.", passage, sims, 0.9
+    )
+    assert not any("name" in r for r in reasons), reasons
+    _, reasons = pair_evidence(
+        "Wal-Tesco is the UK retailer that shut 12 stores.", passage, sims, 0.9
+    )
+    assert any("wal-tesco" in r for r in reasons), reasons
 
 
 def test_acronyms_units_and_negations() -> None:
