@@ -27,7 +27,8 @@ from dossier.support.features import (
     pair_evidence,
     units,
 )
-from tests.conftest import ROOT, make_settings
+from dossier.text import sentence_spans
+from tests.conftest import BBC, ROOT, SHARED, make_settings
 
 PAIRS = ROOT / "evals" / "datasets" / "support_pairs.jsonl"
 # The hard negatives issue #3 names; "contradiction" (antonyms) is labelled too but is
@@ -186,3 +187,34 @@ def test_registry_selects_by_settings(tmp_path: Path, seed_engine: Dossier) -> N
 
 def test_settings_default_is_auto() -> None:
     assert Settings(_env_file=None).support_scorer == "auto"  # type: ignore[call-arg]
+
+
+PARAPHRASES = ROOT / "evals" / "datasets" / "support_paraphrases.jsonl"
+
+
+@pytest.mark.skipif(not BBC.is_dir(), reason="needs ../shared/benchmarks/news-bbc")
+def test_paraphrase_dataset_follows_its_rules() -> None:
+    """evals/datasets/README.md: split by article, offsets on a sentence, no invented numbers."""
+    from evals.loaders import read_article
+    from evals.splits import bbc_dev_split
+
+    rows = [json.loads(line) for line in PARAPHRASES.read_text(encoding="utf-8").splitlines()]
+    qa = SHARED / "benchmarks" / "bbc-qa-dev"
+    train = set((qa / "train-articles.txt").read_text(encoding="utf-8").split())
+    dev = [json.loads(line) for line in (qa / "questions.jsonl").read_text().splitlines()]
+    dev_split = bbc_dev_split(dev)
+    assert len({r["id"] for r in rows}) == len(rows)
+    splits: Counter[str] = Counter()
+    for r in rows:
+        split = "train" if r["doc"] in train else dev_split[r["doc"]]
+        assert r["id"].startswith(f"para-{split[:2]}-"), r["id"]
+        splits[split] += 1
+        text = read_article(BBC / r["doc"])
+        assert (r["start"], r["end"]) in sentence_spans(text), r["id"]
+        source = text[r["start"] : r["end"]]
+        assert r["paraphrase"].strip() != source.strip(), r["id"]
+        # A paraphrase states no number its source sentence lacks.
+        assert numbers(r["paraphrase"]) <= numbers(source), r["id"]
+    # Training articles are none of bbc-qa-dev's, whose split assigns the others.
+    assert not train & set(dev_split)
+    assert splits["train"] >= 250 and splits["validation"] >= 30 and splits["test"] >= 30
