@@ -130,13 +130,13 @@ def test_offline_scorer_on_its_labelled_set(offline: OfflineSupportScorer) -> No
         f"recall={recall:.3f} hard-negative recall={hard_recall:.3f} ({hard_caught}/{hard_total})"
     )
     # Development numbers: these pairs were written beside the first, hand-set scorer. The
-    # learned scorer's goals are on its held-out test split (evals/train_support.py: accuracy
-    # 0.986, hard-negative recall 0.990); here it catches the hard negatives as well, but
-    # rejects more free paraphrases (recall 0.625 when measured), as its rule-made training
-    # positives never reword.
+    # learned scorer's goals are on its held-out test split (evals/train_support.py:
+    # accuracy 0.975, hard-negative recall 0.979, paraphrase recall 0.950); here it measured
+    # accuracy 0.907, paraphrase recall 0.949 once trained on hand-written paraphrases
+    # (0.833 / 0.625 before them).
     assert hard_recall >= 0.90
-    assert accuracy >= 0.80
-    assert recall >= 0.60
+    assert accuracy >= 0.85
+    assert recall >= 0.85
 
 
 def test_parse_json_reply_tolerates_fences_and_prose() -> None:
