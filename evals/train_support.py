@@ -24,11 +24,19 @@ unsupported (the hard negatives)
                    resigned ...?" -> "The minister resigned ..."), against the passage
                    of the article it was written about
 
+paraphrases (``datasets/support_paraphrases.jsonl``, written by hand: see its README)
+  ``paraphrase``   a free rewording of a gold sentence, against that sentence's passage
+  ``para_number`` / ``para_date`` / ``para_name`` / ``para_negation``
+                   the same paraphrase with the number, date or name swapped or the
+                   negation flipped by the rules above: so rewording alone cannot mean
+                   "supported" to the model
+
 Splits follow :mod:`evals.splits`: pairs from our training questions' articles are
-train, bbc-qa-dev's validation articles validation, its test articles test. The
-threshold is the one with the best accuracy on validation. The hand-labelled
-``datasets/support_pairs.jsonl`` (the seed article, written earlier) is reported as
-development data.
+train, bbc-qa-dev's validation articles validation, its test articles test. The L2
+penalty and the threshold are the ones with the best validation accuracy averaged over
+the rules (``kind``), so a rare rule is not traded for frequent ones. The
+hand-labelled ``datasets/support_pairs.jsonl`` (the seed article, written earlier) is
+reported as development data.
 """
 
 from __future__ import annotations
@@ -38,13 +46,14 @@ import json
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dossier.answer_model import Standardized
 from dossier.embeddings import build_embedder
 from dossier.settings import Settings
 from dossier.support.features import (
@@ -73,7 +82,10 @@ log = logging.getLogger("evals.train_support")
 SEED = 20261126
 REPORT = REPO / "evals" / "reports" / "train_support.json"
 WINDOW = 3
-HARD = ("number", "date", "name", "negation", "same_article", "neighbour", "question")
+PARA_HARD = ("para_number", "para_date", "para_name", "para_negation")
+HARD = ("number", "date", "name", "negation", "same_article", "neighbour", "question", *PARA_HARD)
+PARAPHRASES = DATASETS / "support_paraphrases.jsonl"
+L2_GRID = (0.0, 1e-4, 1e-3, 1e-2)
 
 
 @dataclass(frozen=True)
@@ -270,8 +282,54 @@ def generate(settings: Settings) -> list[Pair]:
             for sentence, supported, kind in made
             if sentence and sentence.strip() != g.strip()
         )
+    pairs += paraphrase_pairs(root, {article_of(r): split for r, split in rows}, pools, sents)
     # A generated "negative" that the passage happens to contain verbatim is no negative.
     return [p for p in pairs if p.supported or not is_verbatim(p.sentence, p.passage)]
+
+
+def paraphrase_pairs(
+    root: Path,
+    split_of: dict[str, str],
+    pools: dict[str, list[str]],
+    sents: Callable[[str], list[str]],
+) -> list[Pair]:
+    """Our hand-written paraphrases, each with its rule-made hard negatives.
+
+    A row stores the paraphrase and its source sentence's character offsets, so no
+    BBC text is copied; the passage is the window around that sentence, as for the
+    rule-made pairs. The split is the source article's (train articles train,
+    bbc-qa-dev's articles by :func:`evals.splits.bbc_dev_split`).
+    """
+    pairs: list[Pair] = []
+    texts: dict[str, str] = {}
+    for row in read_jsonl(PARAPHRASES):
+        doc = str(row["doc"])
+        if doc not in split_of:
+            raise ValueError(f"{row['id']}: {doc} is in no split (not a question's article)")
+        split = split_of[doc]
+        if doc not in texts:
+            texts[doc] = read_article(root / doc)
+        source = texts[doc][int(row["start"]) : int(row["end"])]
+        ss = sents(doc)
+        idx = next((i for i, x in enumerate(ss) if x == source), None)
+        if idx is None:
+            raise ValueError(f"{row['id']}: offsets are not a sentence of {doc}")
+        passage = _window(ss, idx)
+        para = str(row["paraphrase"])
+        rng = random.Random(f"{SEED}:{row['id']}")
+        made: list[tuple[str | None, bool, str]] = [
+            (para, True, "paraphrase"),
+            (_swap_number(para, rng), False, "para_number"),
+            (_swap_date(para, rng), False, "para_date"),
+            (_swap_name(para, pools[split], rng), False, "para_name"),
+            (_flip_negation(para), False, "para_negation"),
+        ]
+        pairs.extend(
+            Pair(sentence, passage, supported, kind, split, doc)
+            for sentence, supported, kind in made
+            if sentence
+        )
+    return pairs
 
 
 def seed_pairs() -> list[Pair]:
@@ -302,12 +360,14 @@ def report(pairs: Sequence[Pair], verdicts: Sequence[bool]) -> dict[str, Any]:
     y = np.array([p.supported for p in pairs])
     v = np.array(verdicts)
     hard = np.array([p.kind in HARD for p in pairs])
+    para = np.array([p.kind == "paraphrase" for p in pairs])
     out: dict[str, Any] = {
         "n": len(pairs),
         "accuracy": float((y == v).mean()) if len(pairs) else float("nan"),
         "precision": float(y[v].mean()) if v.any() else float("nan"),
         "recall": float(v[y].mean()) if y.any() else float("nan"),
         "hard_negative_recall": float((~v[hard]).mean()) if hard.any() else float("nan"),
+        "paraphrase_recall": float(v[para].mean()) if para.any() else float("nan"),
         "per_kind": {},
     }
     for kind in sorted({p.kind for p in pairs}):
@@ -339,25 +399,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorer = OfflineSupportScorer(embedder, model=placeholder, cache_size=10_000_000)
     X = {k: features(scorer, v) for k, v in by_split.items()}
     y = {k: np.array([p.supported for p in v], dtype=np.float64) for k, v in by_split.items()}
-    model = fit_logistic(X["train"], y["train"], 1e-2, PAIR_FEATURES)
+    grid = np.linspace(0.05, 0.95, 91)
+
+    val_kinds = np.array([p.kind for p in by_split["validation"]])
+    y_val = y["validation"] > 0.5
+
+    def macro_accuracy(verdicts: np.ndarray) -> float:
+        """Validation accuracy averaged over the rules, each counting once.
+
+        Plain accuracy is dominated by the frequent rules; the rare ``question`` rule (the
+        issue's "the minister resigned" claim, 15 validation pairs) would be traded away
+        for a few more paraphrases.
+        """
+        return float(
+            np.mean(
+                [(verdicts[val_kinds == k] == y_val[val_kinds == k]).mean() for k in set(val_kinds)]
+            )
+        )
+
+    def best_threshold(p_val: np.ndarray) -> tuple[float, float]:
+        """The threshold with the best macro accuracy (ties: nearest 0.5), and that score."""
+        t = float(max(grid, key=lambda t: (macro_accuracy(p_val >= t), -abs(t - 0.5))))
+        return t, macro_accuracy(p_val >= t)
+
+    # The L2 penalty is chosen on validation too (ties: the stronger penalty). The
+    # paraphrases need a weak one: strong shrinkage pulls the hard checks' large weights
+    # towards coverage, and a reworded sentence covers few of the passage's words.
+    fits: list[tuple[float, float, float, Standardized]] = []
+    for l2 in L2_GRID:
+        candidate = fit_logistic(X["train"], y["train"], l2, PAIR_FEATURES)
+        t, score = best_threshold(1 / (1 + np.exp(-candidate(X["validation"]))))
+        print(f"l2 {l2:g}: validation macro accuracy {score:.3f} at threshold {t:.2f}")
+        fits.append((score, l2, t, candidate))
+    _, l2, threshold, model = max(fits, key=lambda f: (f[0], f[1]))
 
     def probs(split: str) -> np.ndarray:
         p: np.ndarray = 1 / (1 + np.exp(-model(X[split])))
         return p
 
-    grid = np.linspace(0.05, 0.95, 91)
-    p_val = probs("validation")
-    threshold = float(
-        max(grid, key=lambda t: (((p_val >= t) == (y["validation"] > 0.5)).mean(), -abs(t - 0.5)))
-    )
     # The trivial baseline: similarity alone, its threshold chosen on validation too.
     sim_val = X["validation"][:, 0]
     sim_threshold = float(
         max(grid, key=lambda t: ((sim_val >= t) == (y["validation"] > 0.5)).mean())
     )
-    table: dict[str, Any] = {"threshold": threshold, "similarity_threshold": sim_threshold}
-    print(f"threshold {threshold:.2f}; baseline similarity threshold {sim_threshold:.2f}")
-    head = f"{'split':<11} {'system':<12} {'n':>5} {'acc':>6} {'prec':>6} {'rec':>6} {'hardR':>6}"
+    table: dict[str, Any] = {
+        "l2": l2,
+        "threshold": threshold,
+        "similarity_threshold": sim_threshold,
+    }
+    print(
+        f"l2 {l2:g}, threshold {threshold:.2f}; baseline similarity threshold {sim_threshold:.2f}"
+    )
+    head = (
+        f"{'split':<11} {'system':<12} {'n':>5} {'acc':>6} {'prec':>6} {'rec':>6} {'hardR':>6}"
+        f" {'paraR':>6}"
+    )
     print(head)
     for split, part in by_split.items():
         rows = {
@@ -368,8 +464,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, r in rows.items():
             print(
                 f"{split:<11} {name:<12} {r['n']:>5} {r['accuracy']:>6.3f} {r['precision']:>6.3f} "
-                f"{r['recall']:>6.3f} {r['hard_negative_recall']:>6.3f}"
+                f"{r['recall']:>6.3f} {r['hard_negative_recall']:>6.3f} "
+                f"{r['paraphrase_recall']:>6.3f}"
             )
+    print(
+        "paraR: recall on free paraphrases (test: our held-out test-split paraphrases; "
+        "seed: the hand-labelled seed pairs, development data); validation chose the threshold"
+    )
     print("test per kind (model):")
     for kind, r in table["test"]["model"]["per_kind"].items():
         print(f"  {kind:<13} n={r['n']:>3} correct {r['correct']:.3f}")
@@ -377,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": SEED,
         "features": list(PAIR_FEATURES),
         "n_train": len(by_split["train"]),
-        "threshold_rule": "best accuracy on validation",
+        "l2": l2,
+        "threshold_rule": "l2 and threshold: best validation accuracy averaged over the rules",
         "test": {k: v for k, v in table["test"]["model"].items() if k != "per_kind"},
     }
     digest = SupportModel(model, threshold, meta).save(args.out)

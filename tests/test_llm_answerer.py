@@ -135,24 +135,36 @@ def test_llm_answerer_without_endpoint_is_a_helpful_configuration_error(
 # -- verification policies ------------------------------------------------------
 
 SCRIPTED = f"{SUPPORTED} [1]. {UNSUPPORTED} [1]. Also see [7]."
-PARAPHRASE_REJECTED = pytest.mark.xfail(
-    strict=True,
-    reason="the learned offline support scorer (issue #8) rejects the scripted paraphrase "
-    "'Albania cut diplomatic ties with Iran over a cyberattack' (P 0.09-0.44 < 0.50); "
-    "its rule-made training positives never reword",
-)
+
+
+@pytest.fixture(scope="module")
+def lead(seed_engine: Dossier) -> int:
+    """The number of the retrieved passage that states SUPPORTED.
+
+    Retrieval decides the order, so a fixed [1] can cite a passage that does not say
+    it (it did: [1] became the Tehran-Tirana relations passage, and the scorer rightly
+    rejected the sentence there).
+    """
+    passages = seed_engine.ask(QUESTION).passages
+    return next(
+        n for n, sp in enumerate(passages, start=1) if "breaking diplomatic ties" in sp.passage.text
+    )
+
+
+def scripted(n: int) -> str:
+    return f"{SUPPORTED} [{n}]. {UNSUPPORTED} [{n}]. Also see [7]."
 
 
 @pytest.mark.parametrize(
     "policy",
     [
-        pytest.param("annotate", marks=PARAPHRASE_REJECTED),
-        pytest.param("strip", marks=PARAPHRASE_REJECTED),
+        "annotate",
+        "strip",
         "strict",
     ],
 )
-def test_verification_policies(make_llm: Any, script: FakeState, policy: str) -> None:
-    script.script[:] = [Step(text=SCRIPTED)]
+def test_verification_policies(make_llm: Any, script: FakeState, lead: int, policy: str) -> None:
+    script.script[:] = [Step(text=scripted(lead))]
     answer = ask(make_llm(llm_verification=policy))
     assert not answer.degraded and answer.answerer == "llm"
     numbers = {c.number for c in answer.citations}
@@ -163,7 +175,7 @@ def test_verification_policies(make_llm: Any, script: FakeState, policy: str) ->
         return
     supported = [s for s in answer.sentences if s.supported]
     assert [s.text for s in supported] == [SUPPORTED + "."]
-    assert supported[0].support is not None and supported[0].citations == (1,)
+    assert supported[0].support is not None and supported[0].citations == (lead,)
     if policy == "annotate":
         assert [s.supported for s in answer.sentences] == [True, False, False]
         assert UNSUPPORTED in answer.text
@@ -190,9 +202,10 @@ def _assert_degraded(answer: Answer, reason: str) -> None:
     assert answer.citations and all(s.supported for s in answer.sentences)
 
 
-@PARAPHRASE_REJECTED
-def test_429_is_retried_with_backoff_then_succeeds(make_llm: Any, script: FakeState) -> None:
-    script.script[:] = [Step(status=429), Step(text=f"{SUPPORTED} [1].")]
+def test_429_is_retried_with_backoff_then_succeeds(
+    make_llm: Any, script: FakeState, lead: int
+) -> None:
+    script.script[:] = [Step(status=429), Step(text=f"{SUPPORTED} [{lead}].")]
     answer = ask(make_llm())
     assert len(script.requests) == 2
     assert not answer.degraded and answer.sentences[0].supported
@@ -311,9 +324,10 @@ def test_json_ask_reports_degraded_instead_of_500(llm_api: Any, script: FakeStat
     assert body["sentences"][0]["supported"] is True
 
 
-@PARAPHRASE_REJECTED
-def test_stream_sends_passages_deltas_citations_done(llm_api: Any, script: FakeState) -> None:
-    script.script[:] = [Step(text=SCRIPTED)]
+def test_stream_sends_passages_deltas_citations_done(
+    llm_api: Any, script: FakeState, lead: int
+) -> None:
+    script.script[:] = [Step(text=scripted(lead))]
     url = llm_api()
     with httpx.stream(
         "POST", f"{url}/v1/ask", json={"question": QUESTION, "stream": True}, timeout=30

@@ -19,8 +19,16 @@ from dossier.support import (
     build_support_scorer,
     parse_json_reply,
 )
-from dossier.support.features import acronyms, names, negations, numbers, units
-from tests.conftest import ROOT, make_settings
+from dossier.support.features import (
+    acronyms,
+    names,
+    negations,
+    numbers,
+    pair_evidence,
+    units,
+)
+from dossier.text import sentence_spans
+from tests.conftest import BBC, ROOT, SHARED, make_settings
 
 PAIRS = ROOT / "evals" / "datasets" / "support_pairs.jsonl"
 # The hard negatives issue #3 names; "contradiction" (antonyms) is labelled too but is
@@ -39,6 +47,26 @@ def test_names_skip_sentence_initial_function_words_and_keep_months() -> None:
     assert {"us", "july", "edi", "rama", "mandiant"} <= found
     assert "the" not in found
     assert "may" not in names("Officials said they may act.")
+
+
+def test_names_skip_function_words_that_open_a_paraphrase() -> None:
+    assert names("Under the budget, Since Ireland won, Both clubs agreed.") == {"ireland"}
+    assert names("He told US officials.") == {"us"}
+    assert names("Mandiant ordered the diplomats out.") == {"mandiant"}
+
+
+def test_numbers_break_at_digits_and_names_match_hyphens_and_possessives() -> None:
+    assert numbers("$18 million (£9.25 million)") == {18.0, 1_000_000.0, 9.25}
+    passage = "The UK's largest retailer, Wal-Mart, said 12 stores shut."
+    sims = [0.9]
+    _, reasons = pair_evidence(
+        "Wal-Mart is the UK retailer that shut 12 stores.", passage, sims, 0.9
+    )
+    assert not any("name" in r for r in reasons), reasons
+    _, reasons = pair_evidence(
+        "Wal-Tesco is the UK retailer that shut 12 stores.", passage, sims, 0.9
+    )
+    assert any("wal-tesco" in r for r in reasons), reasons
 
 
 def test_acronyms_units_and_negations() -> None:
@@ -102,13 +130,13 @@ def test_offline_scorer_on_its_labelled_set(offline: OfflineSupportScorer) -> No
         f"recall={recall:.3f} hard-negative recall={hard_recall:.3f} ({hard_caught}/{hard_total})"
     )
     # Development numbers: these pairs were written beside the first, hand-set scorer. The
-    # learned scorer's goals are on its held-out test split (evals/train_support.py: accuracy
-    # 0.986, hard-negative recall 0.990); here it catches the hard negatives as well, but
-    # rejects more free paraphrases (recall 0.625 when measured), as its rule-made training
-    # positives never reword.
+    # learned scorer's goals are on its held-out test split (evals/train_support.py:
+    # accuracy 0.975, hard-negative recall 0.979, paraphrase recall 0.950); here it measured
+    # accuracy 0.907, paraphrase recall 0.949 once trained on hand-written paraphrases
+    # (0.833 / 0.625 before them).
     assert hard_recall >= 0.90
-    assert accuracy >= 0.80
-    assert recall >= 0.60
+    assert accuracy >= 0.85
+    assert recall >= 0.85
 
 
 def test_parse_json_reply_tolerates_fences_and_prose() -> None:
@@ -159,3 +187,34 @@ def test_registry_selects_by_settings(tmp_path: Path, seed_engine: Dossier) -> N
 
 def test_settings_default_is_auto() -> None:
     assert Settings(_env_file=None).support_scorer == "auto"  # type: ignore[call-arg]
+
+
+PARAPHRASES = ROOT / "evals" / "datasets" / "support_paraphrases.jsonl"
+
+
+@pytest.mark.skipif(not BBC.is_dir(), reason="needs ../shared/benchmarks/news-bbc")
+def test_paraphrase_dataset_follows_its_rules() -> None:
+    """evals/datasets/README.md: split by article, offsets on a sentence, no invented numbers."""
+    from evals.loaders import read_article
+    from evals.splits import bbc_dev_split
+
+    rows = [json.loads(line) for line in PARAPHRASES.read_text(encoding="utf-8").splitlines()]
+    qa = SHARED / "benchmarks" / "bbc-qa-dev"
+    train = set((qa / "train-articles.txt").read_text(encoding="utf-8").split())
+    dev = [json.loads(line) for line in (qa / "questions.jsonl").read_text().splitlines()]
+    dev_split = bbc_dev_split(dev)
+    assert len({r["id"] for r in rows}) == len(rows)
+    splits: Counter[str] = Counter()
+    for r in rows:
+        split = "train" if r["doc"] in train else dev_split[r["doc"]]
+        assert r["id"].startswith(f"para-{split[:2]}-"), r["id"]
+        splits[split] += 1
+        text = read_article(BBC / r["doc"])
+        assert (r["start"], r["end"]) in sentence_spans(text), r["id"]
+        source = text[r["start"] : r["end"]]
+        assert r["paraphrase"].strip() != source.strip(), r["id"]
+        # A paraphrase states no number its source sentence lacks.
+        assert numbers(r["paraphrase"]) <= numbers(source), r["id"]
+    # Training articles are none of bbc-qa-dev's, whose split assigns the others.
+    assert not train & set(dev_split)
+    assert splits["train"] >= 250 and splits["validation"] >= 30 and splits["test"] >= 30
