@@ -110,6 +110,12 @@ def _spans(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(sentence_spans(text))
 
 
+def clear_caches() -> None:
+    """Forget the memoised sentence spans and terms (for benchmarks of a cold start)."""
+    _spans.cache_clear()
+    term_set.cache_clear()
+
+
 def candidates(passages: Sequence[ScoredPassage]) -> list[Candidate]:
     """Every distinct sentence of the passages, best-ranked passage first."""
     seen: set[tuple[str, int]] = set()
