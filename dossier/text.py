@@ -164,9 +164,9 @@ class TermMatcher:
         self._any: set[str] = set(self.weights)  # text terms that match some question term
 
     def _learn(self, text_terms: Set[str]) -> None:
-        new = [t for t in text_terms if t not in self._seen]
-        if not new:
+        if text_terms <= self._seen:  # the common case: a set operation, in C
             return
+        new = [t for t in text_terms if t not in self._seen]
         self._seen.update(new)
         for t in new:
             if len(t) < 4:
