@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -34,6 +34,7 @@ from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import InvalidInput
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
 from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
+from dossier.sentence_vectors import SentenceVectors
 from dossier.settings import Settings
 from dossier.store import PassageStore, StoredDocument, build_store
 
@@ -202,10 +203,18 @@ class Dossier:
         vector = self.dense.embed_query(q)
         passages = self.retriever.retrieve_with_vector(q, vector, name, k)
         retrieved = time.perf_counter()
+        index = self.lexical.index(name)
+        stored = (
+            index.sentence_vectors(embedder_id(self.embedder))
+            if self.settings.sentence_vectors
+            else None
+        )
         context = AnswerContext(
             collection=name,
-            idf=self.lexical.index(name).idf,
-            embed=self._embed_texts,
+            idf=index.idf,
+            embed=self._embed_texts
+            if stored is None
+            else partial(self._embed_texts, stored=stored),
             question_vector=vector,
             answerable_threshold=self.settings.answerable_thresholds.get(name),
         )
@@ -271,22 +280,30 @@ class Dossier:
         for event in chosen.stream(r.question, r.passages, r.context):
             yield r.timed(event) if isinstance(event, Answer) else event
 
-    def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for answer candidates, through a bounded cache of recent sentences."""
+    def _embed_texts(
+        self, texts: Sequence[str], stored: SentenceVectors | None = None
+    ) -> np.ndarray:
+        """Vectors for answer candidates: those saved at ingest (``stored``), then a bounded
+        cache of recent sentences (for sentences with none saved), then the embedder."""
+        if not texts:
+            return embed_array(self.embedder, [])
+        known = stored.lookup(texts) if stored is not None else {}
+        left = [t for t in dict.fromkeys(texts) if t not in known]
         size = self.settings.sentence_cache_size
-        if not size:
-            return embed_array(self.embedder, texts)
-        with self._cache_lock:
-            known = {t: self._vectors[t] for t in texts if t in self._vectors}
-        todo = [t for t in dict.fromkeys(texts) if t not in known]
-        if todo:
-            known.update(zip(todo, embed_array(self.embedder, todo), strict=True))
-        with self._cache_lock:
-            for t in dict.fromkeys(texts):
-                self._vectors[t] = known[t]
-                self._vectors.move_to_end(t)
-            while len(self._vectors) > size:
-                self._vectors.popitem(last=False)
+        if left and not size:
+            known.update(zip(left, embed_array(self.embedder, left), strict=True))
+        elif left:
+            with self._cache_lock:
+                known.update({t: self._vectors[t] for t in left if t in self._vectors})
+            todo = [t for t in left if t not in known]
+            if todo:
+                known.update(zip(todo, embed_array(self.embedder, todo), strict=True))
+            with self._cache_lock:
+                for t in left:
+                    self._vectors[t] = known[t]
+                    self._vectors.move_to_end(t)
+                while len(self._vectors) > size:
+                    self._vectors.popitem(last=False)
         return np.stack([known[t] for t in texts])
 
     def collections(self) -> list[CollectionInfo]:

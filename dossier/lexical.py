@@ -27,13 +27,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 
+from dossier import sentence_vectors
 from dossier.models import Passage
+from dossier.sentence_vectors import SentenceVectors
 from dossier.store import PassageStore
 from dossier.text import indexed_text, sentence_spans, terms
 
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 FORMAT = 2
 KEEP_VERSIONS = 2  # older ones may still be mapped by a worker that has not switched yet
 _SENTENCE_CACHE = 50_000  # passages (sentence terms) and terms (idf) memoised per index
+# How often a mapped index without sentence vectors looks for them again (a backfill with
+# `dossier index-sentences` may add them to a version a server already serves).
+_VECTORS_CHECK_S = 10.0
 
 
 def _quiet_bm25s() -> Any:
@@ -159,6 +164,8 @@ class LexicalIndex:
         self.path = path  # where it was loaded from; None for one built in memory
         self._sentences: dict[str, list[frozenset[str]]] = {}
         self._idf: dict[str, float] = {}
+        self._vectors: SentenceVectors | None = None
+        self._vectors_checked = -math.inf
 
     @property
     def size(self) -> int:
@@ -177,6 +184,16 @@ class LexicalIndex:
                 self._idf.clear()
             self._idf[term] = cached
         return cached
+
+    def sentence_vectors(self, embedder: str) -> SentenceVectors | None:
+        """The sentence vectors saved with this version (see dossier/sentence_vectors.py)."""
+        if self._vectors is not None or self.path is None:
+            return self._vectors
+        now = time.monotonic()
+        if now - self._vectors_checked >= _VECTORS_CHECK_S:
+            self._vectors_checked = now
+            self._vectors = sentence_vectors.load(self.path, embedder)
+        return self._vectors
 
     def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
         """Each sentence's terms, computed once per passage and index version."""
@@ -538,3 +555,12 @@ def save_current(
     if (path / "meta.json").exists():
         return path
     return save(root, collection, tag, store.all_passages(collection), k1=k1, b=b)
+
+
+def save_sentence_vectors(
+    path: Path, embed: Callable[[Sequence[str]], np.ndarray], embedder: str
+) -> dict[str, float]:
+    """Embed and save the sentence vectors of the saved index at ``path`` (idempotent)."""
+    meta = json.loads((path / "meta.json").read_text())
+    passages = PassageTable(path / "passages.sqlite3", int(meta["passages"]))
+    return sentence_vectors.save(path, passages, embed, embedder)

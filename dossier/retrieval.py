@@ -16,7 +16,7 @@ from dossier.embeddings import embed_array
 from dossier.lexical import LexicalIndex, LexicalIndexes
 from dossier.models import ScoredPassage
 from dossier.store import PassageStore
-from dossier.text import coverage, terms
+from dossier.text import TermMatcher, terms
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +185,11 @@ class HybridRetriever(Retriever):
         # sentence that covers most of the question is the better bet. Cheap:
         # terms of cached sentences against the query, no model call.
         index = self.lexical.index(collection)
-        qterms = list(dict.fromkeys(terms(query)))
+        match = TermMatcher(list(dict.fromkeys(terms(query))), index.idf)
         head = []
         for pid, score in ranked[: self.rerank_depth]:
             best = max(
-                (
-                    coverage(qterms, st, index.idf)
-                    for st in index.sentence_terms(by_id[pid].passage)
-                ),
+                (match.coverage(st) for st in index.sentence_terms(by_id[pid].passage)),
                 default=0.0,
             )
             head.append((pid, score + self.rerank_weight * best))

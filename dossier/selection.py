@@ -16,11 +16,12 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from dossier.models import ScoredPassage
-from dossier.text import coverage, sentence_spans, term_matches, terms
+from dossier.text import TermMatcher, sentence_spans, term_matches, term_set, terms
 
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
@@ -79,6 +80,13 @@ _QUOTE = re.compile(r"[\"“”]|\bsaid\b|\bsays\b|\btold\b", re.I)
 _LEANS = re.compile(r"^\s*(?:he|she|it|they|this|that|these|those|his|her|its|their)\b", re.I)
 
 
+@lru_cache(maxsize=131_072)
+def _holds(kind: str, text: str) -> bool:
+    # Memoised: a candidate sentence recurs across related questions, and these regexes
+    # (the name pattern's look-behinds above all) were a fifth of a warm answer's time.
+    return bool(_HOLDS[kind].search(text))
+
+
 def question_types(question: str) -> dict[str, bool]:
     return {name: bool(p.search(question)) for name, p in QUESTION_TYPES.items()}
 
@@ -102,13 +110,27 @@ class Candidate:
         return self.passage.passage.doc_id
 
 
+@lru_cache(maxsize=8192)
+def _spans(text: str) -> tuple[tuple[int, int], ...]:
+    # The sentence splitter costs about a millisecond per passage, and the same passages
+    # come back for related questions.
+    return tuple(sentence_spans(text))
+
+
+def clear_caches() -> None:
+    """Forget the memoised sentence spans and terms (for benchmarks of a cold start)."""
+    _spans.cache_clear()
+    _holds.cache_clear()
+    term_set.cache_clear()
+
+
 def candidates(passages: Sequence[ScoredPassage]) -> list[Candidate]:
     """Every distinct sentence of the passages, best-ranked passage first."""
     seen: set[tuple[str, int]] = set()
     out: list[Candidate] = []
     for rank, sp in enumerate(passages):
         p = sp.passage
-        spans = sentence_spans(p.text)
+        spans = _spans(p.text)
         for i, (s, e) in enumerate(spans):
             key = (p.doc_id, p.start + s)
             if key in seen:  # overlapping chunks repeat sentences
@@ -122,7 +144,7 @@ def candidates(passages: Sequence[ScoredPassage]) -> list[Candidate]:
                     start=p.start + s,
                     end=p.start + e,
                     text=text,
-                    terms=frozenset(terms(text)),
+                    terms=term_set(text),
                     previous=p.text[slice(*spans[i - 1])] if i > 0 else "",
                     following=p.text[slice(*spans[i + 1])] if i + 1 < len(spans) else "",
                 )
@@ -194,9 +216,9 @@ def featurize(
         cos = np.zeros(n, dtype=np.float32)
     qtypes = question_types(question)
     asked = [t for t in ("when", "quantity", "who", "where") if qtypes[t]]
-    weights = {t: idf(t) for t in qterms}
-    total_idf = sum(weights.values()) or 1.0
-    cov = np.array([coverage(qterms, c.terms, idf) for c in cands], dtype=np.float32)
+    match = TermMatcher(qterms, idf)
+    total_idf = match.total or 1.0
+    cov = np.array([match.coverage(c.terms) for c in cands], dtype=np.float32)
     dense = np.array([c.passage.dense_similarity or 0.0 for c in cands], dtype=np.float32)
     lexical = np.array([c.passage.lexical_score or 0.0 for c in cands], dtype=np.float32)
     fused = np.array([c.passage.score for c in cands], dtype=np.float32)
@@ -209,26 +231,25 @@ def featurize(
     cos_rank = np.empty(n, dtype=np.float32)
     cos_rank[order] = np.arange(n, dtype=np.float32)
     for i, c in enumerate(cands):
-        ctx_terms = c.terms | frozenset(terms(f"{c.previous} {c.following}"))
-        title_terms = frozenset(terms(c.passage.passage.title))
-        novel = [t for t in c.terms if not term_matches(t, frozenset(qterms))]
+        # The terms of "previous following" are those of each (words never span the space).
+        ctx_terms = c.terms | term_set(c.previous) | term_set(c.following)
+        title_terms = term_set(c.passage.passage.title)
+        novel = match.unmatched(c.terms)
         words = len(c.text.split())
-        holds = [bool(_HOLDS[t].search(c.text)) for t in asked]
+        holds = [_holds(t, c.text) for t in asked]
         X[i] = (
             cos[i],
             0.0,  # cos_rel, filled below
             1.0 / (1.0 + cos_rank[i]),
             cov[i],
             0.0,  # cov_rel
-            coverage(qterms, ctx_terms, idf),
-            coverage(qterms, c.terms | title_terms, idf),
-            sum(w for t, w in weights.items() if term_matches(t, c.terms))
-            / total_idf
-            * math.log1p(total_idf),
+            match.coverage(ctx_terms),
+            match.coverage(c.terms | title_terms),
+            match.matched_weight(c.terms) / total_idf * math.log1p(total_idf),
             len(novel) / max(1, len(c.terms)),
             float(any(holds)) if asked else 0.0,
             float(not any(holds)) if asked else 0.0,
-            float(qtypes["why"] and bool(_HOLDS["why"].search(c.text))),
+            float(qtypes["why"] and _holds("why", c.text)),
             1.0 / (1.0 + c.rank),
             dense[i],
             0.0,  # passage_dense_rel

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     )
     # Sentence vectors kept in memory: answers to questions on the same articles reuse them.
     sentence_cache_size: int = Field(default=50_000, ge=0)
+    # Embed every sentence at ingest and save the vectors beside the BM25 index, so a
+    # question's first answer needs no sentence embedding (dossier/sentence_vectors.py).
+    # Off: ingest skips them and answers embed sentences on demand, as before.
+    sentence_vectors: bool = True
     # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45

@@ -135,3 +135,70 @@ def coverage(
     if total <= 0:
         return 0.0
     return sum(w for t, w in weights.items() if term_matches(t, text_terms)) / total
+
+
+@lru_cache(maxsize=65_536)
+def term_set(text: str) -> frozenset[str]:
+    """``frozenset(terms(text))``, memoised: candidate sentences, their neighbours and
+    headlines recur across the passages of one question and across questions, and
+    stemming them again was a large share of an answer's time."""
+    return frozenset(terms(text))
+
+
+class TermMatcher:
+    """:func:`term_matches` and :func:`coverage` for one question's terms, over many texts.
+
+    Gives exactly their answers (so features computed through it are bit-identical),
+    but each distinct text term is compared with the question's terms once, not once per
+    sentence it occurs in: a question checks thousands of (term, sentence) pairs.
+    """
+
+    def __init__(self, question_terms: Sequence[str], idf: Callable[[str], float]) -> None:
+        self.weights = {t: idf(t) for t in question_terms}
+        self.total = sum(self.weights.values())
+        # For each question term, the text terms seen so far that it matches; it always
+        # matches itself, and prefixes count only between terms of four letters or more.
+        self._matches: dict[str, set[str]] = {q: {q} for q in self.weights}
+        self._long = [q for q in self.weights if len(q) >= 4]
+        self._seen: set[str] = set()
+        self._any: set[str] = set(self.weights)  # text terms that match some question term
+
+    def _learn(self, text_terms: Set[str]) -> None:
+        if text_terms <= self._seen:  # the common case: a set operation, in C
+            return
+        new = [t for t in text_terms if t not in self._seen]
+        self._seen.update(new)
+        for t in new:
+            if len(t) < 4:
+                continue
+            for q in self._long:
+                if t.startswith(q) or q.startswith(t):
+                    self._matches[q].add(t)
+                    self._any.add(t)
+
+    def matches(self, term: str, text_terms: Set[str]) -> bool:
+        """``term_matches(term, text_terms)`` for a question term."""
+        found = self._matches.get(term)
+        if found is None:
+            return term_matches(term, text_terms)
+        self._learn(text_terms)
+        return not found.isdisjoint(text_terms)
+
+    def matched_weight(self, text_terms: Set[str]) -> float:
+        """The idf weight of the question terms the text contains (coverage's numerator)."""
+        self._learn(text_terms)
+        # The same sum, in the same order, as coverage(): the float result is identical.
+        return sum(
+            w for t, w in self.weights.items() if not self._matches[t].isdisjoint(text_terms)
+        )
+
+    def coverage(self, text_terms: Set[str]) -> float:
+        """``coverage(question_terms, text_terms, idf)``."""
+        if self.total <= 0:
+            return 0.0
+        return self.matched_weight(text_terms) / self.total
+
+    def unmatched(self, text_terms: Set[str]) -> list[str]:
+        """The text terms no question term matches (``not term_matches(t, question)``)."""
+        self._learn(text_terms)
+        return [t for t in text_terms if t not in self._any]

@@ -30,7 +30,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.embeddings import embed_array, embedder_id
 from dossier.errors import DossierError, FileTooLarge, InvalidInput
-from dossier.lexical import save_current
+from dossier.lexical import save_current, save_sentence_vectors
 from dossier.models import Document, DocumentInfo, Passage
 from dossier.settings import Settings
 from dossier.store import PassageStore, StoredDocument, validate_collection_name
@@ -58,6 +58,10 @@ class IngestReport:
     chunks_total: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    # Answer-candidate sentences embedded for the saved sentence vectors, and their time
+    # (included in ``seconds``).
+    sentences_embedded: int = 0
+    sentence_seconds: float = 0.0
 
     @property
     def chunks_per_s(self) -> float:
@@ -76,6 +80,11 @@ class IngestReport:
             f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
             f"{self.chunks_total} in the index; {self.seconds:.2f} s, "
             f"{self.chunks_per_s:.1f} chunks/s"
+            + (
+                f"; {self.sentences_embedded} sentences embedded in {self.sentence_seconds:.2f} s"
+                if self.sentences_embedded
+                else ""
+            )
         )
 
 
@@ -251,7 +260,7 @@ class Ingestor:
             progress(len(docs) - len(todo))  # unchanged and duplicate documents are done
         with _bar(len(todo), collection, progress) as bar:
             self._run_groups(collection, todo, by_doc, dup_paths, report, bar)
-        self._save_lexical(collection, report.changed)
+        self._save_lexical(collection, report.changed, report)
         report.chunks_total = (
             len(self.store.passage_refs(collection)) if report.changed else sum(present.values())
         )
@@ -259,20 +268,26 @@ class Ingestor:
         log.info("ingest %s", report.summary())
         return report
 
-    def _save_lexical(self, collection: str, changed: bool) -> None:
-        """Save the BM25 index of the new version, then publish the version.
+    def _save_lexical(self, collection: str, changed: bool, report: IngestReport) -> None:
+        """Save the BM25 index and sentence vectors of the new version, then publish it.
 
-        In this order, a server that sees the new version finds its index ready to map
-        instead of rebuilding it. An unchanged collection gets its index saved if it has
-        none yet (e.g. it was ingested before indexes were saved).
+        In this order, a server that sees the new version finds its index (and the
+        vectors) ready to map instead of rebuilding them. An unchanged collection gets
+        them saved if it has none yet (e.g. it was ingested before they were saved).
         """
         uid, version = self.store.version_tag(collection)
         s = self.settings
         if changed:
             version += 1
-        save_current(
+        path = save_current(
             self.store, s.lexical_path, collection, k1=s.bm25_k1, b=s.bm25_b, tag=(uid, version)
         )
+        if s.sentence_vectors:
+            stats = save_sentence_vectors(
+                path, lambda texts: embed_array(self.embedder, texts), embedder_id(self.embedder)
+            )
+            report.sentences_embedded = int(stats["embedded"])
+            report.sentence_seconds = stats["seconds"]
         if changed:
             self.store.bump_version(collection)
 

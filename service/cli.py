@@ -82,6 +82,45 @@ def ingest_corpus(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = Fa
         ingest(folder, folder.name, verbose)
 
 
+@app.command("index-sentences")
+def index_sentences(
+    collection: Annotated[
+        str | None, typer.Option(help="Collection name; default: the default collection.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Save sentence vectors for a collection's current version.
+
+    Ingestion saves them; this adds them to a collection indexed before it did, without
+    re-ingesting. Running servers start using them within seconds.
+    """
+    _setup_logging(verbose)
+    from dossier.embeddings import embed_array, embedder_id
+    from dossier.engine import Dossier
+    from dossier.lexical import save_current, save_sentence_vectors
+
+    settings = get_settings()
+    engine = Dossier(settings)
+    try:
+        name = engine.collection(collection)
+    except DossierError as exc:
+        _fail(exc)
+        return
+    path = save_current(
+        engine.store, settings.lexical_path, name, k1=settings.bm25_k1, b=settings.bm25_b
+    )
+    stats = save_sentence_vectors(
+        path, lambda texts: embed_array(engine.embedder, texts), embedder_id(engine.embedder)
+    )
+    if stats["sentences"]:
+        typer.echo(
+            f"{name}: {stats['sentences']:.0f} sentences, {stats['embedded']:.0f} embedded, "
+            f"{stats['seconds']:.2f} s"
+        )
+    else:
+        typer.echo(f"{name}: sentence vectors already saved")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option()] = None,

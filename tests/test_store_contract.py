@@ -140,3 +140,20 @@ def test_empty_collection_queries_empty(store: PassageStore) -> None:
     store.open_collection("col", EMB, create=True)
     assert store.query("col", _vec(1), 5) == []
     assert store.all_passages("col") == [] and store.documents("col") == {}
+
+
+def test_queries_see_the_stores_own_writes_at_once(store: PassageStore) -> None:
+    # The embedded store reuses a collection's handle and passage count between queries;
+    # its own writes (and a drop and re-create) must not be answered from the old ones.
+    _fill(store)
+    assert len(store.query("col", _vec(1), 10)) == 3
+    store.put_passages("col", [_passage("d3", 0, "delta")], np.stack([_vec(0, 0, 1)]))
+    assert len(store.query("col", _vec(1), 10)) == 4
+    store.delete_passages("col", ["d3-0", "d2-0"])
+    assert {p.passage_id for p, _ in store.query("col", _vec(1), 10)} == {"d1-0", "d1-1"}
+    store.delete_documents("col", ["d1"])
+    assert store.query("col", _vec(1), 10) == []
+    store.drop_collection("col")
+    store.open_collection("col", EMB, create=True)
+    store.put_passages("col", [_passage("d9", 0, "omega")], np.stack([_vec(1)]))
+    assert [p.passage_id for p, _ in store.query("col", _vec(1), 10)] == ["d9-0"]

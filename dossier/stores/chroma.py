@@ -111,6 +111,9 @@ class ChromaStore(PassageStore):
     def __init__(self, client: Any) -> None:
         self._client = client
         self._batch = max(1, int(client.get_max_batch_size()))
+        # Per collection, for queries: the client, version tag, handle and passage count
+        # they were read under (see EmbeddedChromaStore.query). Writes here drop them.
+        self._handles: dict[str, tuple[Any, tuple[str, int], Any, int]] = {}
 
     # -- collections -------------------------------------------------------
     def _get(self, name: str) -> Any:
@@ -153,6 +156,7 @@ class ChromaStore(PassageStore):
         check_embedder(name, (self._get(name).metadata or {}).get(EMBEDDER_KEY), embedder_id)
 
     def drop_collection(self, name: str) -> None:
+        self._handles.pop(name, None)
         for full in (name, name + DOCS_SUFFIX):
             try:
                 self._client.delete_collection(full)
@@ -219,6 +223,7 @@ class ChromaStore(PassageStore):
         # The record goes first: passages left by a crash in between have no
         # record, and the next ingest sweeps such orphans.
         self._get(name + DOCS_SUFFIX).delete(ids=list(doc_ids))
+        self._handles.pop(name, None)
         col = self._get(name)
         for start in range(0, len(doc_ids), 100):
             col.delete(where={"doc_id": {"$in": list(doc_ids[start : start + 100])}})
@@ -244,6 +249,7 @@ class ChromaStore(PassageStore):
         return out
 
     def put_passages(self, name: str, passages: Sequence[Passage], vectors: np.ndarray) -> None:
+        self._handles.pop(name, None)
         col = self._get(name)
         for start in range(0, len(passages), self._batch):
             part = passages[start : start + self._batch]
@@ -255,6 +261,7 @@ class ChromaStore(PassageStore):
             )
 
     def delete_passages(self, name: str, passage_ids: Sequence[str]) -> None:
+        self._handles.pop(name, None)
         col = self._get(name)
         ids = list(passage_ids)
         for start in range(0, len(ids), self._batch):
@@ -269,7 +276,12 @@ class ChromaStore(PassageStore):
 
     def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
         col = self._get(name)
-        n = min(k, col.count())
+        return self._query(col, col.count(), vector, k)
+
+    def _query(
+        self, col: Any, count: int, vector: np.ndarray, k: int
+    ) -> list[tuple[Passage, float]]:
+        n = min(k, count)
         if n == 0:
             return []
         got = col.query(
@@ -334,7 +346,20 @@ class EmbeddedChromaStore(ChromaStore):
                         log.info("%s is at version %d: re-opening Chroma", name, tag[1])
                         self._client = self._open()
                         self._seen = {name: tag}
-        return super().query(name, vector, k)
+        # Opening the collection and counting its passages were two SQLite round trips per
+        # request. Both change only with the collection's version (another process's
+        # ingest bumps it after writing; a re-created collection has a new uid) or through
+        # this store's own writes, which drop the entry; so they are reused until then.
+        client, seen = self._client, self._seen.get(name)
+        cached = self._handles.get(name)
+        if seen is not None and cached is not None and cached[0] is client and cached[1] == seen:
+            col, count = cached[2], cached[3]
+        else:
+            col = self._get(name)
+            count = col.count()
+            if seen is not None:
+                self._handles[name] = (client, seen, col, count)
+        return self._query(col, count, vector, k)
 
 
 def persistent(settings: Settings) -> PassageStore:
