@@ -21,6 +21,7 @@ from dossier.selection import (
     _LEANS,
     _QUOTE,
     FEATURES,
+    TEXT_FEATURES,
     Candidate,
     _rel,
     candidates,
@@ -28,6 +29,10 @@ from dossier.selection import (
     question_types,
 )
 from dossier.text import TermMatcher, coverage, sentence_spans, term_matches, terms
+
+# The features the reference below computes; the text-only ones were added after it.
+BASE_FEATURES = tuple(f for f in FEATURES if f not in TEXT_FEATURES)
+assert FEATURES[: len(BASE_FEATURES)] == BASE_FEATURES
 
 QUESTIONS = (
     "Why did Albania expel Iranian diplomats?",
@@ -75,7 +80,7 @@ def reference_features(
 ) -> np.ndarray:
     qterms = list(dict.fromkeys(terms(question)))
     n = len(cands)
-    X = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    X = np.zeros((n, len(BASE_FEATURES)), dtype=np.float32)
     cos = embed([c.text for c in cands]) @ question_vector
     qtypes = question_types(question)
     asked = [t for t in ("when", "quantity", "who", "where") if qtypes[t]]
@@ -128,7 +133,7 @@ def reference_features(
             float(bool(_LEANS.match(c.text))),
             float(c.text.strip() == c.passage.passage.title.strip()),
         )
-    col = {name: j for j, name in enumerate(FEATURES)}
+    col = {name: j for j, name in enumerate(BASE_FEATURES)}
     X[:, col["cos_rel"]] = _rel(cos)
     X[:, col["cov_rel"]] = _rel(cov)
     X[:, col["passage_dense_rel"]] = _rel(dense)
@@ -150,8 +155,13 @@ def test_features_match_the_reference_implementation(seed_engine: Dossier, quest
         question, r.context.question_vector, ref_cands, r.context.idf, r.context.embed
     )
     got = featurize(question, r.context.question_vector, cands, r.context.idf, r.context.embed)
-    assert got.X.shape == expected.shape and len(cands) > 5
-    assert float(np.abs(got.X - expected).max()) <= 1e-5
+    base = got.X[:, : len(BASE_FEATURES)]
+    assert base.shape == expected.shape and len(cands) > 5
+    assert float(np.abs(base - expected).max()) <= 1e-5
+    # The text-only features come last, each from its own function.
+    texts = [c.text for c in cands]
+    for j, name in enumerate(FEATURES[len(BASE_FEATURES) :], len(BASE_FEATURES)):
+        assert np.array_equal(got.X[:, j], TEXT_FEATURES[name](question, texts))
 
 
 def test_term_matcher_agrees_with_term_matches_and_coverage() -> None:
