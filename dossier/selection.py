@@ -395,11 +395,12 @@ def answerability_features(
     asked = [t for t in ("when", "quantity", "who", "where") if qtypes[t]]
     top3 = [int(i) for i in order[:3]]
     if asked:
-        novel = {i: holds_novel(question, cands[i].text) for i in (int(j) for j in order[:5])}
+        # featurize's type_novel column already says which sentences hold all of it.
+        novel = X[:, col["type_novel"]] > 0
         held_top3 = float(any(X[i, col["type_match"]] > 0 for i in top3))
-        novel_best = float(all(novel[best]))
-        novel_top3 = float(any(all(novel[i]) for i in top3))
-        novel_mass = float(sum(probabilities[i] for i, held in novel.items() if all(held)))
+        novel_best = float(novel[best])
+        novel_top3 = float(any(novel[i] for i in top3))
+        novel_mass = float(sum(probabilities[i] for i in (int(j) for j in order[:5]) if novel[i]))
     else:
         held_top3 = novel_best = novel_top3 = novel_mass = 0.0
     x[:] = (
