@@ -69,6 +69,7 @@ from evals.loaders import (
     BBC_COLLECTION,
     BBC_TRAIN_FILE,
     REPO,
+    EvalQuestion,
     bbc_dev_rows,
     bbc_train_rows,
     load_bbc,
@@ -139,37 +140,13 @@ def raw_questions(settings: Settings) -> list[RawQuestion]:
         out.append(_bbc(row, "bbc-dev", split[article_of(row)]))
     # The seed golden set (our first dossier: one article, short questions) is a second
     # news validation set: a threshold must hold on a one-article collection too.
-    for q in load_seed(settings).questions:
-        out.append(
-            RawQuestion(
-                qid=q.qid,
-                dataset="seed",
-                split="validation",
-                question=q.question,
-                collection=q.collection,
-                answerable=q.answerable,
-                docs=q.docs,
-                answers=q.gold_spans if q.answerable else (),
-                key_facts=q.key_facts,
-            )
-        )
+    out.extend(_asked(q, "seed", "validation") for q in load_seed(settings).questions)
     # Conversations are how people use Dossier: each turn of the validation conversations,
     # condensed after the user's earlier turns as the service does, is a third news set.
-    for q in load_bbc_chat(settings, "validation").questions:
-        out.append(
-            RawQuestion(
-                qid=q.qid,
-                dataset="bbc-chat",
-                split="validation",
-                question=q.in_context or q.question,
-                collection=q.collection,
-                answerable=q.answerable,
-                docs=q.docs,
-                answers=q.gold_spans if q.answerable else (),
-                key_facts=q.key_facts,
-                history=q.history,
-            )
-        )
+    out.extend(
+        _asked(q, "bbc-chat", "validation", in_conversation=True)
+        for q in load_bbc_chat(settings, "validation").questions
+    )
     suite = load_squad2(settings, split=None)
     for split_name in ("train", "validation", "test"):
         # Questions come in the suite's seeded order, so a prefix is a fixed random sample.
@@ -178,22 +155,29 @@ def raw_questions(settings: Settings) -> list[RawQuestion]:
             for q in load_squad2(settings, split=split_name).questions[: SQUAD_SAMPLE[split_name]]
         }
         for q in suite.questions:
-            if q.qid not in asked:
-                continue
-            out.append(
-                RawQuestion(
-                    qid=q.qid,
-                    dataset="squad2",
-                    split=split_name,
-                    question=q.question,
-                    collection=q.collection,
-                    answerable=q.answerable,
-                    docs=q.docs,
-                    answers=q.gold_answers if q.answerable else (),
-                    key_facts=q.key_facts,
-                )
-            )
+            if q.qid in asked:
+                out.append(_asked(q, "squad2", split_name))
     return out
+
+
+def _asked(
+    q: EvalQuestion, dataset: str, split: str, *, in_conversation: bool = False
+) -> RawQuestion:
+    """An eval suite's question; ``in_conversation``: as typed after the turns before it
+    (else its standalone form). The gold answers (SQuAD), else the gold spans, are the
+    evidence."""
+    return RawQuestion(
+        qid=q.qid,
+        dataset=dataset,
+        split=split,
+        question=(q.in_context or q.question) if in_conversation else q.question,
+        collection=q.collection,
+        answerable=q.answerable,
+        docs=q.docs,
+        answers=(q.gold_answers or q.gold_spans) if q.answerable else (),
+        key_facts=q.key_facts,
+        history=q.history if in_conversation else (),
+    )
 
 
 def _bbc(row: dict[str, Any], dataset: str, split: str) -> RawQuestion:
