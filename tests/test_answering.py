@@ -181,3 +181,55 @@ def test_an_answer_must_hold_what_is_asked_beyond_the_question() -> None:
     assert holds_novel(who, "Interior Minister Bledar Cuci resigned on Monday.") == [True]
     assert holds_novel(who, "The cyberattack on Albania was widely condemned.") == [False]
     assert holds_novel("Why did Albania expel Iranian diplomats?", "Anything.") == []
+
+
+@pytest.mark.parametrize(
+    ("question", "slot", "fills", "misses"),
+    [
+        (
+            "How many Citigroup traders are under investigation over the 2 August bond deal?",
+            "count",
+            "Six Citigroup traders are being investigated by German prosecutors.",
+            # Numbers, but the question's own date and amounts of money, not of traders.
+            "The deal saw the sale of 11bn euros of government bonds on 2 August.",
+        ),
+        (
+            "What interest rate will Turkey pay on the new $10bn IMF loan?",
+            "percent",
+            "The new loan carries an interest rate of 4.5%.",
+            "Turkey's current $18.6bn loan agreement with the IMF expires in February.",
+        ),
+        (
+            "What was Hayley Yelling's winning time in the race?",
+            "duration",
+            "Yelling won in 19 minutes 30 seconds.",
+            "Hayley Yelling completed a hat-trick of wins on Sunday.",
+        ),
+        (
+            "Which French magazine did Nicolas Anelka talk to?",
+            "entity",
+            "Anelka told France Football that he missed the Champions League.",
+            # The sentence-opening word is no name; the question's names are not an answer.
+            "Striker Nicolas Anelka reportedly wants to leave.",
+        ),
+    ],
+)
+def test_an_answer_must_fill_the_slot_the_question_asks_for(
+    question: str, slot: str, fills: str, misses: str
+) -> None:
+    from dossier.selection import asked_slot, holds_slot, slot_novel
+
+    asked = asked_slot(question)
+    assert asked is not None and asked[0] == slot
+    assert holds_slot(question, fills) is True
+    assert holds_slot(question, misses) is False
+    assert slot_novel(question, [fills, misses]).tolist() == [1.0, 0.0]
+
+
+def test_a_question_without_a_slot_has_no_slot_feature() -> None:
+    from dossier.selection import asked_slot, holds_slot, slot_novel
+
+    q = "Why did Albania expel Iranian diplomats?"
+    assert asked_slot(q) is None
+    assert holds_slot(q, "Albania expelled 12 Iranian diplomats over a cyberattack.") is None
+    assert slot_novel(q, ["Albania expelled them."]).tolist() == [0.0]
