@@ -185,7 +185,11 @@ def save(
     final = version_dir / DIRNAME
     if (final / "meta.json").exists():
         return _complete(final, passages)
+    split_started = time.perf_counter()
     split = _split_all(passages)
+    # At most what the table adds to a save: splitting (which the vectors needed before the
+    # table existed, too), stemming, building and writing it.
+    table_seconds = time.perf_counter() - split_started
     by_key: dict[int, str] = {}
     collided: set[int] = set()
     for text_of_passage, sentences in split:
@@ -227,8 +231,10 @@ def save(
     try:
         np.save(tmp / "keys.npy", keys)
         np.save(tmp / "vectors.npy", vectors)
+        table_started = time.perf_counter()
         table = sentence_table.build(split)
         sentence_table.write(tmp, table)
+        table_seconds += time.perf_counter() - table_started
         seconds = round(time.perf_counter() - started, 3)
         meta = {
             "embedder": embedder,
@@ -239,6 +245,7 @@ def save(
             "build_seconds": seconds,
             "format": FORMAT,
             "passages": len(table["passage_keys.npy"]),
+            "table_seconds": round(table_seconds, 3),
         }
         # meta.json last: its presence says the arrays are complete.
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
