@@ -213,15 +213,13 @@ class LexicalIndex:
 
     def passage_sentences(self, passage: Passage) -> PassageSentences:
         """The passage's sentence spans and each sentence's terms: saved at ingest, or
-        computed on first use and kept per index version."""
-        table = self.sentence_table()
-        if table is not None:
-            saved = table.get(passage.text)
-            if saved is not None:
-                return saved
+        computed on first use; kept per index version (retrieval's re-scoring and the
+        answerer ask for the same passages)."""
         cached = self._sentences.get(passage.passage_id)
         if cached is None:
-            cached = sentence_table.split(passage.text)
+            table = self.sentence_table()
+            saved = table.get(passage.text) if table is not None else None
+            cached = saved if saved is not None else sentence_table.split(passage.text)
             if len(self._sentences) >= _SENTENCE_CACHE:
                 self._sentences.clear()  # bounded: a long-running worker must not grow forever
             self._sentences[passage.passage_id] = cached

@@ -71,6 +71,9 @@ class SentenceTable:
     """The saved sentences of one collection version, mapped read-only."""
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        # Plain ndarray views of the mapped files: np.memmap's own indexing costs
+        # microseconds per call, and a lookup makes a few.
+        arrays = {name: a.view(np.ndarray) for name, a in arrays.items()}
         self.keys = arrays["passage_keys.npy"]
         self.lengths = arrays["passage_lengths.npy"]
         self.span_rows = arrays["span_rows.npy"]
@@ -90,12 +93,12 @@ class SentenceTable:
         if i >= len(self.keys) or self.keys[i] != key or int(self.lengths[i]) != len(text):
             return None
         a, b = int(self.span_rows[i]), int(self.span_rows[i + 1])
-        spans = tuple((int(s), int(e)) for s, e in self.spans[a:b].tolist())
+        spans: tuple[tuple[int, int], ...] = tuple(map(tuple, self.spans[a:b].tolist()))
         if not spans:
             return PassageSentences((), ())
         blob = self.terms[int(self.term_bytes[i]) : int(self.term_bytes[i + 1])]
         lines = blob.tobytes().decode("utf-8").split("\n")
-        return PassageSentences(spans, tuple(frozenset(line.split()) for line in lines))
+        return PassageSentences(spans, tuple(map(frozenset, map(str.split, lines))))
 
 
 def build(passages: Iterable[tuple[str, PassageSentences]]) -> dict[str, np.ndarray]:

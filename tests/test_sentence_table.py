@@ -83,12 +83,31 @@ def test_candidates_and_features_are_the_same_from_the_table(
     assert np.array_equal(a.X, b.X)
 
 
-def test_answers_are_the_same_with_the_table_off(tmp_path: Path) -> None:
+def count_splits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every passage text split on demand from now on (not found in a saved table)."""
+    calls: list[str] = []
+    on_demand = sentence_table.split
+
+    def counted(text: str) -> sentence_table.PassageSentences:
+        calls.append(text)
+        return on_demand(text)
+
+    monkeypatch.setattr(sentence_table, "split", counted)
+    return calls
+
+
+def test_answers_are_the_same_with_the_table_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     on = hashing_engine(tmp_path)
     off = Dossier(on.settings.model_copy(update={"stored_sentences": False}))
     assert index(on).sentence_table() is not None and index(off).sentence_table() is None
+    splits = count_splits(monkeypatch)
     for question in QUESTIONS:
-        a, b = on.ask(question), off.ask(question)
+        before = len(splits)
+        a = on.ask(question)
+        assert len(splits) == before  # every passage came from the table
+        b = off.ask(question)
         assert (a.text, a.refused, a.answerable_probability) == (
             b.text,
             b.refused,
@@ -100,8 +119,7 @@ def test_answers_are_the_same_with_the_table_off(tmp_path: Path) -> None:
         assert [p.passage.passage_id for p in a.passages] == [
             p.passage.passage_id for p in b.passages
         ]
-    assert not index(on)._sentences  # every passage came from the table
-    assert index(off)._sentences  # split on demand
+    assert splits  # the table off: split on demand
 
 
 def test_a_passage_missing_from_the_table_is_split_on_demand(seed_engine: Dossier) -> None:
@@ -129,7 +147,9 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
-def test_vectors_saved_before_the_table_work_and_index_sentences_adds_it(cli_env: Path) -> None:
+def test_vectors_saved_before_the_table_work_and_index_sentences_adds_it(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = hashing_engine(cli_env)
     path = index(engine).path
     assert path is not None
@@ -158,5 +178,6 @@ def test_vectors_saved_before_the_table_work_and_index_sentences_adds_it(cli_env
 
     fresh = Dossier(engine.settings)
     assert index(fresh).sentence_table() is not None
+    splits = count_splits(monkeypatch)
     assert fresh.ask(QUESTIONS[0]).text == before.text
-    assert not index(fresh)._sentences
+    assert not splits
