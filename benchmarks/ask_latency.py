@@ -1,7 +1,7 @@
 """``/v1/ask`` latency over loopback HTTP on the BBC collection, per answerer, in one run.
 
     python benchmarks/ask_latency.py [--rounds 2] [--answerers cosine,rules,extractive]
-        [--stored-vectors on|off|both] [--out FILE]
+        [--stored-vectors on|off|both] [--stored-sentences on|off|both] [--out FILE]
     python benchmarks/ask_latency.py --endpoints [--rounds 5] [--out FILE]
 
 Needs the BBC corpus ingested into the data directory's ``bbc`` collection (``dossier
@@ -15,6 +15,12 @@ saved at ingest (``DOSSIER_SENTENCE_VECTORS``; the collection needs them: ``doss
 index-sentences --collection bbc``), the before/after of that change in one run. Each
 server starts with empty caches (the process-wide memo of sentence spans and terms is
 cleared too), and the load average is recorded around each, since runs are sequential.
+``--stored-sentences both`` does the same for the sentence table (each passage's sentence
+spans and terms, saved with the vectors; ``DOSSIER_STORED_SENTENCES``): off splits and
+stems passages per request, the before of that change. Every variant's answers (text and
+refusal) are compared with the first variant's of the same answerer: the number answered
+differently and the largest difference in P(answerable) are printed (the dense scores
+wobble in the third decimal between two servers with the same settings, so P may too).
 
 ``--endpoints`` compares ``/v1/ask`` with ``/v1/chat/completions`` (single-turn,
 non-streaming) for the default (extractive) answerer on the seed collection, ingested
@@ -55,7 +61,10 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
-def measure(settings: Settings, answerer: str, questions: list[str], rounds: int) -> dict[str, Any]:
+def measure(
+    settings: Settings, answerer: str, questions: list[str], rounds: int
+) -> tuple[dict[str, Any], list[tuple[str, bool, float | None]]]:
+    """Latencies per round, and each question's answer (from the first round)."""
     # A cold round must find nothing memoised by the previous server in this process.
     clear_caches()
     engine = Dossier(settings, answerer=build_answerer(settings, answerer))
@@ -67,15 +76,23 @@ def measure(settings: Settings, answerer: str, questions: list[str], rounds: int
             "the bbc collection has no saved sentence vectors: run `dossier index-sentences "
             "--collection bbc` first, or pass --stored-vectors off"
         )
+    index = engine.lexical.index(BBC_COLLECTION)
+    if settings.stored_sentences and index.sentence_table() is None:
+        raise SystemExit(
+            "the bbc collection has no saved sentence table: run `dossier index-sentences "
+            "--collection bbc` first, or pass --stored-sentences off"
+        )
     out: dict[str, Any] = {
         "answerer": answerer,
         "stored_vectors": settings.sentence_vectors,
+        "stored_sentences": settings.stored_sentences,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
     with (
         LiveServer(create_app(settings, engine)) as server,
         httpx.Client(base_url=server.url, timeout=60) as client,
     ):
+        answers: list[tuple[str, bool, float | None]] = []
         for r in range(rounds):
             times = []
             for q in questions:
@@ -83,11 +100,16 @@ def measure(settings: Settings, answerer: str, questions: list[str], rounds: int
                 response = client.post("/v1/ask", json={"question": q, "collection": "bbc"})
                 times.append((time.perf_counter() - t0) * 1000)
                 response.raise_for_status()
+                if r == 0:
+                    body = response.json()
+                    answers.append(
+                        (body["answer"], body["refused"], body["answerable_probability"])
+                    )
             label = "cold" if r == 0 else f"warm{r}"
             out[f"{label}_p50_ms"] = round(pct(times, 0.5), 1)
             out[f"{label}_p95_ms"] = round(pct(times, 0.95), 1)
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    return out
+    return out, answers
 
 
 SEED = "albania-iran"
@@ -164,6 +186,12 @@ def main() -> None:
         default="on",
         help="use the sentence vectors saved at ingest; both: off, then on, per answerer",
     )
+    parser.add_argument(
+        "--stored-sentences",
+        choices=("on", "off", "both"),
+        default="on",
+        help="read sentence spans and terms from the saved sentence table; both: off, then on",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -195,12 +223,25 @@ def main() -> None:
     # answers are fast; the limiter still runs, it just never refuses here.
     settings = Settings().model_copy(update={"rate_limit_per_minute": 1e9})
     questions = [str(r["question"]) for r in bbc_dev_rows(settings)]
-    variants = {"on": [True], "off": [False], "both": [False, True]}[args.stored_vectors]
-    results = [
-        measure(settings.model_copy(update={"sentence_vectors": v}), a, questions, args.rounds)
-        for a in args.answerers.split(",")
-        for v in variants
-    ]
+    choices = {"on": [True], "off": [False], "both": [False, True]}
+    results = []
+    first_answers: dict[str, list[tuple[str, bool, float | None]]] = {}
+    for a in args.answerers.split(","):
+        for v in choices[args.stored_vectors]:
+            for t in choices[args.stored_sentences]:
+                update = {"sentence_vectors": v, "stored_sentences": t}
+                result, answers = measure(
+                    settings.model_copy(update=update), a, questions, args.rounds
+                )
+                base_answers = first_answers.setdefault(a, answers)
+                pairs = list(zip(answers, base_answers, strict=True))
+                result["answers_differing_from_first_variant"] = sum(
+                    x[:2] != y[:2] for x, y in pairs
+                )
+                result["max_probability_difference"] = round(
+                    max(abs((x[2] or 0.0) - (y[2] or 0.0)) for x, y in pairs), 4
+                )
+                results.append(result)
     base = results[0]["cold_p95_ms"]
     print(
         f"{len(questions)} questions x {args.rounds} rounds, loopback HTTP, collection bbc, "

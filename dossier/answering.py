@@ -26,8 +26,9 @@ import numpy as np
 
 from dossier.answer_model import AnswerModel, load_answer_model
 from dossier.errors import ConfigurationError
-from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
+from dossier.models import Answer, AnswerSentence, Citation, Passage, ScoredPassage
 from dossier.selection import Candidate, answerability_features, candidates, featurize
+from dossier.sentence_table import PassageSentences
 from dossier.text import coverage, normalized, sentence_spans, terms
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ class AnswerContext:
     # This collection's refusal threshold on P(answerable), when it has its own: a number,
     # or the name of one of the answer model's calibrations ("news", "squad2").
     answerable_threshold: float | str | None = None
+    # A passage's sentence spans and terms, from the collection's index (saved at ingest);
+    # None: the answerer computes them.
+    sentences: Callable[[Passage], PassageSentences] | None = None
 
 
 def unseen(cands: list[Candidate], context: AnswerContext) -> list[Candidate]:
@@ -244,7 +248,7 @@ class ExtractiveAnswerer(Answerer):
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
     ) -> tuple[float, list[Candidate], np.ndarray]:
         """P(answerable), the candidates, and each candidate's probability of being the answer."""
-        cands = unseen(candidates(passages), context)
+        cands = unseen(candidates(passages, context.sentences), context)
         if not cands:
             return 0.0, [], np.zeros(0)
         scored = featurize(question, context.question_vector, cands, context.idf, context.embed)
@@ -292,7 +296,7 @@ class CosineAnswerer(Answerer):
     def answer(
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
     ) -> Answer:
-        cands = candidates(passages)
+        cands = candidates(passages, context.sentences)
         if not cands or context.embed is None or context.question_vector is None:
             return refusal(question, context.collection, self.name, "no passage matched", passages)
         cos = context.embed([c.text for c in cands]) @ context.question_vector

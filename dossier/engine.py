@@ -125,6 +125,7 @@ class Dossier:
             b=s.bm25_b,
             directory=s.lexical_path,
             check_s=s.version_check_s,
+            stored_sentences=s.stored_sentences,
         )
 
     @cached_property
@@ -216,6 +217,7 @@ class Dossier:
             if stored is None
             else partial(self._embed_texts, stored=stored),
             question_vector=vector,
+            sentences=index.passage_sentences,
             answerable_threshold=self.settings.answerable_thresholds.get(name),
         )
         return Retrieved(q, passages, context, t0, retrieved)

@@ -33,11 +33,12 @@ from typing import Any, overload
 
 import numpy as np
 
-from dossier import sentence_vectors
+from dossier import sentence_table, sentence_vectors
 from dossier.models import Passage
+from dossier.sentence_table import PassageSentences, SentenceTable
 from dossier.sentence_vectors import SentenceVectors
 from dossier.store import PassageStore
-from dossier.text import indexed_text, sentence_spans, terms
+from dossier.text import indexed_text, terms
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +163,15 @@ class LexicalIndex:
         self.bm25 = bm25
         self.df = df
         self.path = path  # where it was loaded from; None for one built in memory
-        self._sentences: dict[str, list[frozenset[str]]] = {}
+        self._sentences: dict[str, PassageSentences] = {}
         self._idf: dict[str, float] = {}
         self._vectors: SentenceVectors | None = None
         self._vectors_checked = -math.inf
+        # Read the sentence table saved with this version (off: split every passage on
+        # demand, as before it existed; for comparison, DOSSIER_STORED_SENTENCES).
+        self.stored_sentences = True
+        self._table: SentenceTable | None = None
+        self._table_checked = -math.inf
 
     @property
     def size(self) -> int:
@@ -195,15 +201,33 @@ class LexicalIndex:
             self._vectors = sentence_vectors.load(self.path, embedder)
         return self._vectors
 
-    def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
-        """Each sentence's terms, computed once per passage and index version."""
+    def sentence_table(self) -> SentenceTable | None:
+        """The sentence spans and terms saved with this version (dossier/sentence_table.py)."""
+        if not self.stored_sentences or self.path is None:
+            return None
+        now = time.monotonic()
+        if self._table is None and now - self._table_checked >= _VECTORS_CHECK_S:
+            self._table_checked = now
+            self._table = sentence_vectors.load_table(self.path)
+        return self._table
+
+    def passage_sentences(self, passage: Passage) -> PassageSentences:
+        """The passage's sentence spans and each sentence's terms: saved at ingest, or
+        computed on first use; kept per index version (retrieval's re-scoring and the
+        answerer ask for the same passages)."""
         cached = self._sentences.get(passage.passage_id)
         if cached is None:
-            cached = [frozenset(terms(passage.text[s:e])) for s, e in sentence_spans(passage.text)]
+            table = self.sentence_table()
+            saved = table.get(passage.text) if table is not None else None
+            cached = saved if saved is not None else sentence_table.split(passage.text)
             if len(self._sentences) >= _SENTENCE_CACHE:
                 self._sentences.clear()  # bounded: a long-running worker must not grow forever
             self._sentences[passage.passage_id] = cached
         return cached
+
+    def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
+        """Each sentence's terms (see :meth:`passage_sentences`)."""
+        return list(self.passage_sentences(passage).terms)
 
     def search(self, query_terms: Sequence[str], k: int) -> list[tuple[Passage, float]]:
         """The top k passages by BM25 with a positive score."""
@@ -415,12 +439,14 @@ class LexicalIndexes:
         k1: float,
         b: float,
         check_s: float = 0.5,
+        stored_sentences: bool = True,
     ) -> None:
         self.store = store
         self.root = root
         self.k1 = k1
         self.b = b
         self.check_s = check_s
+        self.stored_sentences = stored_sentences
         self._current: dict[str, tuple[tuple[str, int], LexicalIndex]] = {}
         self._checked: dict[str, tuple[float, tuple[str, int]]] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -467,6 +493,7 @@ class LexicalIndexes:
                 return current[1]
             if loaded is None:
                 loaded = self._build(collection, tag)
+            loaded.stored_sentences = self.stored_sentences
             self._current[collection] = (tag, loaded)
             return loaded
         finally:
@@ -530,6 +557,7 @@ class LexicalIndexes:
                 with self._lock(collection):
                     current = self._current.get(collection)
                     if current is None or current[0][0] != tag[0] or current[0][1] < tag[1]:
+                        index.stored_sentences = self.stored_sentences
                         self._current[collection] = (tag, index)
             except Exception:  # logged; the old index keeps serving and the next check retries
                 log.exception("building the BM25 index for %s failed", collection)

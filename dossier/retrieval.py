@@ -70,11 +70,14 @@ class BM25Retriever(Retriever):
         b: float = 0.4,
         directory: Path | None = None,
         check_s: float = 0.0,
+        stored_sentences: bool = True,
     ) -> None:
         self.store = store
         self.k1 = k1
         self.b = b
-        self.indexes = LexicalIndexes(store, directory, k1=k1, b=b, check_s=check_s)
+        self.indexes = LexicalIndexes(
+            store, directory, k1=k1, b=b, check_s=check_s, stored_sentences=stored_sentences
+        )
 
     def index(self, collection: str) -> LexicalIndex:
         return self.indexes.get(collection)
@@ -183,13 +186,13 @@ class HybridRetriever(Retriever):
     ) -> list[tuple[str, float]]:
         # Whole-passage scores blur where the answer is; a passage holding one
         # sentence that covers most of the question is the better bet. Cheap:
-        # terms of cached sentences against the query, no model call.
+        # terms of saved (or cached) sentences against the query, no model call.
         index = self.lexical.index(collection)
         match = TermMatcher(list(dict.fromkeys(terms(query))), index.idf)
         head = []
         for pid, score in ranked[: self.rerank_depth]:
             best = max(
-                (match.coverage(st) for st in index.sentence_terms(by_id[pid].passage)),
+                (match.coverage(st) for st in index.passage_sentences(by_id[pid].passage).terms),
                 default=0.0,
             )
             head.append((pid, score + self.rerank_weight * best))

@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from dossier.models import ScoredPassage
+from dossier.models import Passage, ScoredPassage
+from dossier.sentence_table import PassageSentences
 from dossier.text import TermMatcher, sentence_spans, term_matches, term_set, terms
 
 _MONTH = (
@@ -104,6 +105,9 @@ class Candidate:
     # The article's neighbouring sentences inside the same passage, when there are.
     previous: str = ""
     following: str = ""
+    # The terms of this sentence and both neighbours, when known beforehand (from the saved
+    # sentence table); else featurize stems the neighbours. Derived: not compared.
+    context_terms: frozenset[str] | None = field(default=None, compare=False)
 
     @property
     def doc_id(self) -> str:
@@ -124,19 +128,38 @@ def clear_caches() -> None:
     term_set.cache_clear()
 
 
-def candidates(passages: Sequence[ScoredPassage]) -> list[Candidate]:
-    """Every distinct sentence of the passages, best-ranked passage first."""
+def candidates(
+    passages: Sequence[ScoredPassage],
+    sentences: Callable[[Passage], PassageSentences] | None = None,
+) -> list[Candidate]:
+    """Every distinct sentence of the passages, best-ranked passage first.
+
+    ``sentences`` gives a passage's sentence spans and terms (the index's, saved at ingest:
+    ``LexicalIndex.passage_sentences``); without it they are computed here, the same ones.
+    """
     seen: set[tuple[str, int]] = set()
     out: list[Candidate] = []
+    empty: frozenset[str] = frozenset()
     for rank, sp in enumerate(passages):
         p = sp.passage
-        spans = _spans(p.text)
+        split = sentences(p) if sentences is not None else None
+        spans = split.spans if split is not None else _spans(p.text)
         for i, (s, e) in enumerate(spans):
             key = (p.doc_id, p.start + s)
             if key in seen:  # overlapping chunks repeat sentences
                 continue
             seen.add(key)
             text = p.text[s:e]
+            context: frozenset[str] | None = None
+            if split is not None:
+                own = split.terms[i]
+                context = (
+                    own
+                    | (split.terms[i - 1] if i > 0 else empty)
+                    | (split.terms[i + 1] if i + 1 < len(spans) else empty)
+                )
+            else:
+                own = term_set(text)
             out.append(
                 Candidate(
                     passage=sp,
@@ -144,9 +167,10 @@ def candidates(passages: Sequence[ScoredPassage]) -> list[Candidate]:
                     start=p.start + s,
                     end=p.start + e,
                     text=text,
-                    terms=term_set(text),
+                    terms=own,
                     previous=p.text[slice(*spans[i - 1])] if i > 0 else "",
                     following=p.text[slice(*spans[i + 1])] if i + 1 < len(spans) else "",
+                    context_terms=context,
                 )
             )
     return out
@@ -234,7 +258,11 @@ def featurize(
     cos_rank[order] = np.arange(n, dtype=np.float32)
     for i, c in enumerate(cands):
         # The terms of "previous following" are those of each (words never span the space).
-        ctx_terms = c.terms | term_set(c.previous) | term_set(c.following)
+        ctx_terms = (
+            c.context_terms
+            if c.context_terms is not None
+            else c.terms | term_set(c.previous) | term_set(c.following)
+        )
         title_terms = term_set(c.passage.passage.title)
         novel = match.unmatched(c.terms)
         words = len(c.text.split())

@@ -8,7 +8,8 @@ sentence once and saves the vectors in the collection version's lexical director
     DATA_DIR/lexical/<collection>/v<version>-<signature>/sentences/
         keys.npy      uint64, sorted: a 64-bit hash of each distinct sentence text
         vectors.npy   float32 (n, dim): the embedder's vector of that text, same order
-        meta.json     embedder id, count, dimension, build time
+        meta.json     embedder id, count, dimension, build time, format
+        (format 2)    each passage's sentence spans and terms: see dossier/sentence_table.py
 
 Keyed by the sentence *text* (what ``Dossier._embed_texts`` caches by), so overlapping
 chunks share a row and a lookup needs no passage ids. The sentences are exactly
@@ -16,12 +17,12 @@ chunks share a row and a lookup needs no passage ids. The sentences are exactly
 embedder's own output, so a stored vector is the one a query-time call would compute and
 answers do not change. Servers map both arrays (shared pages across workers); a text
 without a stored vector (an index saved before this existed, a hash collision) is
-embedded as before.
+embedded as before. A format-1 directory (vectors only, saved before the sentence table
+existed) is completed in place by the next ``save`` (``dossier index-sentences``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,17 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
+from dossier import sentence_table
 from dossier.models import Passage
-from dossier.text import sentence_spans
+from dossier.sentence_table import PassageSentences, SentenceTable, text_key
+from dossier.text import sentence_spans, terms
 
 log = logging.getLogger(__name__)
 
 DIRNAME = "sentences"
 _BATCH = 512  # texts per embedder call while saving: bounds memory, keeps batches full
+# 1: the vectors; 2: also the sentence table (each passage's sentence spans and terms).
+FORMAT = 2
 
-
-def sentence_key(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+sentence_key = text_key
 
 
 def passage_sentences(passage: Passage) -> list[str]:
@@ -103,6 +106,55 @@ def load(version_dir: Path, embedder: str) -> SentenceVectors | None:
     return SentenceVectors(keys, vectors, embedder)
 
 
+def load_table(version_dir: Path) -> SentenceTable | None:
+    """The sentence table saved in a lexical version directory, or None (none saved, or
+    a format-1 directory: callers then split passages on demand)."""
+    folder = version_dir / DIRNAME
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if int(meta.get("format", 1)) < 2:
+        return None
+    return sentence_table.load(folder)
+
+
+def _split_all(passages: Iterable[Passage]) -> list[tuple[str, PassageSentences]]:
+    """Each passage's sentences and their terms; a sentence that overlapping chunks repeat
+    is stemmed once."""
+    known: dict[str, frozenset[str]] = {}
+    out = []
+    for p in passages:
+        spans = tuple(sentence_spans(p.text))
+        sentence_terms = []
+        for s, e in spans:
+            text = p.text[s:e]
+            found = known.get(text)
+            if found is None:
+                found = known[text] = frozenset(terms(text))
+            sentence_terms.append(found)
+        out.append((p.text, PassageSentences(spans, tuple(sentence_terms))))
+    return out
+
+
+def _complete(folder: Path, passages: Iterable[Passage]) -> dict[str, float]:
+    """Add the sentence table to a format-1 directory (vectors only), in place."""
+    started = time.perf_counter()
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    if int(meta.get("format", 1)) >= FORMAT:
+        return {"sentences": 0, "embedded": 0, "passages": 0, "seconds": 0.0}
+    arrays = sentence_table.build(_split_all(passages))
+    sentence_table.write(folder, arrays)
+    seconds = round(time.perf_counter() - started, 3)
+    meta.update(format=FORMAT, passages=len(arrays["passage_keys.npy"]), table_seconds=seconds)
+    tmp = folder / f".tmp-meta-{uuid.uuid4().hex[:8]}.json"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, meta_path)  # after the arrays: format 2 says they are complete
+    log.info("sentence table for %s: %d passages, %.2f s", folder, meta["passages"], seconds)
+    return {"sentences": 0, "embedded": 0, "passages": meta["passages"], "seconds": seconds}
+
+
 def _previous(version_dir: Path, embedder: str) -> list[SentenceVectors]:
     """Vectors saved for other versions of the same collection, newest first, for reuse."""
     others = [
@@ -121,20 +173,28 @@ def save(
     embed: Callable[[Sequence[str]], np.ndarray],
     embedder: str,
 ) -> dict[str, float]:
-    """Embed every distinct sentence of ``passages`` and save the vectors in ``version_dir``.
+    """Embed every distinct sentence of ``passages`` and save the vectors in ``version_dir``,
+    with the sentence table (each passage's sentence spans and terms).
 
     Vectors of sentences that an older saved version of the collection already holds are
     copied, not recomputed, so re-ingesting a few changed articles embeds only theirs.
-    Returns counts and seconds (for the ingest report). Idempotent.
+    Returns counts and seconds (for the ingest report). Idempotent; a directory saved
+    before the table existed gets it added.
     """
     started = time.perf_counter()
     final = version_dir / DIRNAME
     if (final / "meta.json").exists():
-        return {"sentences": 0, "embedded": 0, "seconds": 0.0}
+        return _complete(final, passages)
+    split_started = time.perf_counter()
+    split = _split_all(passages)
+    # At most what the table adds to a save: splitting (which the vectors needed before the
+    # table existed, too), stemming, building and writing it.
+    table_seconds = time.perf_counter() - split_started
     by_key: dict[int, str] = {}
     collided: set[int] = set()
-    for p in passages:
-        for text in passage_sentences(p):
+    for text_of_passage, sentences in split:
+        for s, e in sentences.spans:
+            text = text_of_passage[s:e]
             key = sentence_key(text)
             prior = by_key.setdefault(key, text)
             if prior != text:  # two texts, one key: neither is stored, both get embedded
@@ -171,6 +231,10 @@ def save(
     try:
         np.save(tmp / "keys.npy", keys)
         np.save(tmp / "vectors.npy", vectors)
+        table_started = time.perf_counter()
+        table = sentence_table.build(split)
+        sentence_table.write(tmp, table)
+        table_seconds += time.perf_counter() - table_started
         seconds = round(time.perf_counter() - started, 3)
         meta = {
             "embedder": embedder,
@@ -179,6 +243,9 @@ def save(
             "embedded": len(todo),
             "reused": reused,
             "build_seconds": seconds,
+            "format": FORMAT,
+            "passages": len(table["passage_keys.npy"]),
+            "table_seconds": round(table_seconds, 3),
         }
         # meta.json last: its presence says the arrays are complete.
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -197,4 +264,9 @@ def save(
         reused,
         seconds,
     )
-    return {"sentences": len(keys), "embedded": len(todo), "seconds": seconds}
+    return {
+        "sentences": len(keys),
+        "embedded": len(todo),
+        "passages": len(table["passage_keys.npy"]),
+        "seconds": seconds,
+    }

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # question's first answer needs no sentence embedding (dossier/sentence_vectors.py).
     # Off: ingest skips them and answers embed sentences on demand, as before.
     sentence_vectors: bool = True
+    # Read each passage's sentence spans and terms from the table saved with the vectors
+    # (dossier/sentence_table.py) instead of splitting and stemming them per request.
+    # Off: computed on first use, as before (for comparison; answers are the same).
+    stored_sentences: bool = True
     # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45

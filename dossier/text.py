@@ -159,21 +159,37 @@ class TermMatcher:
         # For each question term, the text terms seen so far that it matches; it always
         # matches itself, and prefixes count only between terms of four letters or more.
         self._matches: dict[str, set[str]] = {q: {q} for q in self.weights}
-        self._long = [q for q in self.weights if len(q) >= 4]
         self._seen: set[str] = set()
         self._any: set[str] = set(self.weights)  # text terms that match some question term
+        # A text term t and a question term q, both of four letters or more, match when one
+        # begins the other: t is one of q's prefixes of 4+ letters (q itself included), or
+        # t's first len(q) letters are q. Both are dictionary lookups, not a startswith per
+        # (t, q) pair: this runs for every new term of ~150 sentences per question.
+        self._prefix_of: dict[str, list[str]] = {}
+        self._by_length: dict[int, set[str]] = {}
+        for q in self.weights:
+            if len(q) >= 4:
+                self._by_length.setdefault(len(q), set()).add(q)
+                for k in range(4, len(q) + 1):
+                    self._prefix_of.setdefault(q[:k], []).append(q)
 
     def _learn(self, text_terms: Set[str]) -> None:
         if text_terms <= self._seen:  # the common case: a set operation, in C
             return
         new = [t for t in text_terms if t not in self._seen]
         self._seen.update(new)
+        if not self._by_length:
+            return
         for t in new:
             if len(t) < 4:
                 continue
-            for q in self._long:
-                if t.startswith(q) or q.startswith(t):
-                    self._matches[q].add(t)
+            for q in self._prefix_of.get(t, ()):
+                self._matches[q].add(t)
+                self._any.add(t)
+            for length, qs in self._by_length.items():
+                head = t[:length]  # t itself when shorter, which no q of that length equals
+                if head in qs:
+                    self._matches[head].add(t)
                     self._any.add(t)
 
     def matches(self, term: str, text_terms: Set[str]) -> bool:

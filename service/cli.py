@@ -89,10 +89,11 @@ def index_sentences(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Save sentence vectors for a collection's current version.
+    """Save sentence vectors and the sentence table for a collection's current version.
 
-    Ingestion saves them; this adds them to a collection indexed before it did, without
-    re-ingesting. Running servers start using them within seconds.
+    Ingestion saves them; this adds them to a collection indexed before it did (or the
+    table alone, each passage's sentence spans and terms, where only vectors were saved),
+    without re-ingesting. Running servers start using them within seconds.
     """
     _setup_logging(verbose)
     from dossier.embeddings import embed_array, embedder_id
@@ -115,7 +116,12 @@ def index_sentences(
     if stats["sentences"]:
         typer.echo(
             f"{name}: {stats['sentences']:.0f} sentences, {stats['embedded']:.0f} embedded, "
-            f"{stats['seconds']:.2f} s"
+            f"{stats['passages']:.0f} passages split, {stats['seconds']:.2f} s"
+        )
+    elif stats["passages"]:
+        typer.echo(
+            f"{name}: sentence vectors already saved; {stats['passages']:.0f} passages' "
+            f"sentence spans and terms added, {stats['seconds']:.2f} s"
         )
     else:
         typer.echo(f"{name}: sentence vectors already saved")
