@@ -15,7 +15,8 @@ a damaged or hand-edited artefact is refused at load instead of answering wrongl
   text (news vs. SQuAD's adversarial Wikipedia questions), so the artefact also holds a
   threshold per validation domain (``calibrations``); ``threshold`` is the news one,
   the kind of corpus Dossier is for, and a collection of another kind can be given its
-  own (``DOSSIER_ANSWERABLE_THRESHOLDS``).
+  own (``DOSSIER_ANSWERABLE_THRESHOLDS``). ``chat`` is the one for a conversation's
+  later turns, which refuses less: a refused follow-up loses the conversation.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ class AnswerContext:
     # This collection's refusal threshold on P(answerable), when it has its own: a number,
     # or the name of one of the answer model's calibrations ("news", "squad2").
     answerable_threshold: float | str | None = None
+    # A conversation's later turn (the question was condensed from the history): without a
+    # threshold of the collection's own, the model's "chat" calibration applies.
+    in_conversation: bool = False
     # A passage's sentence spans and terms, from the collection's index (saved at ingest);
     # None: the answerer computes them.
     sentences: Callable[[Passage], PassageSentences] | None = None
@@ -221,9 +224,14 @@ class ExtractiveAnswerer(Answerer):
         return self.model.threshold if self._threshold is None else self._threshold
 
     def threshold_for(self, context: AnswerContext) -> float:
-        """The collection's own threshold when it has one, else :attr:`threshold`."""
+        """The collection's own threshold when it has one, else :attr:`threshold` (the
+        model's "chat" calibration for a conversation's later turns, unless a threshold
+        was set for all collections)."""
         own = context.answerable_threshold
         if own is None:
+            chat = self.model.calibrations.get("chat")
+            if context.in_conversation and self._threshold is None and chat is not None:
+                return chat
             return self.threshold
         if isinstance(own, str):
             try:

@@ -243,7 +243,7 @@ class Dossier:
             r,
             standalone=replace(standalone, question=searched),
             started=t0,
-            context=replace(r.context, seen=seen),
+            context=replace(r.context, seen=seen, in_conversation=bool(history)),
         )
 
     def chat(

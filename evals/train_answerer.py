@@ -92,6 +92,8 @@ SQUAD_SAMPLE = {"train": 500, "validation": 300, "test": 300}
 # would learn the writers' spread, not what readers ask: the lead, which states an
 # article's main point, would be ranked down.
 UNUSED_FEATURES = ("position", "lead")
+# The chat calibration's false-refusal target, as a share of --max-false-refusal.
+CHAT_FALSE_REFUSAL_SHARE = 0.5
 REPORT = REPO / "evals" / "reports" / "train_answerer.json"
 
 
@@ -569,6 +571,11 @@ def domain_of(s: Sample) -> str:
     return "squad2" if s.dataset == "squad2" else "news"
 
 
+def calibration_of(s: Sample) -> str:
+    """The calibration the service applies to ``s``: conversations' turns have their own."""
+    return "chat" if s.dataset == "bbc-chat" else domain_of(s)
+
+
 def auc(p: np.ndarray, y: np.ndarray) -> float:
     """ROC AUC: the chance an answerable question scores above an unanswerable one."""
     pos, neg = p[y], p[~y]
@@ -738,6 +745,16 @@ def fit_and_report(
         "news": choice.news_threshold,
         "squad2": choose_threshold(p_val[squad], ans_val[squad], max_false_refusal),
     }
+    # A conversation's turns: a refused follow-up loses the conversation the user built
+    # (a standalone question can be asked again in other words), and condensed follow-ups
+    # score lower than the questions they were condensed from. So turns after the first
+    # get their own calibration, for half the false refusals on the validation
+    # conversations, never stricter than news.
+    chat = np.array([s.dataset == "bbc-chat" for s in val], dtype=bool)
+    per_domain["chat"] = min(
+        per_domain["news"],
+        choose_threshold(p_val[chat], ans_val[chat], max_false_refusal * CHAT_FALSE_REFUSAL_SHARE),
+    )
     threshold = per_domain["news"]
 
     # Composition ratio on validation: key facts with the gold article cited (the product
@@ -764,7 +781,10 @@ def fit_and_report(
             "seed": SEED,
             "max_false_refusal": max_false_refusal,
             "threshold_rule": "highest P(answerable) threshold with at most max_false_refusal "
-            "of the answerable validation questions refused, per domain; news is the default",
+            "of the answerable validation questions refused, per domain; news is the default; "
+            "chat (a conversation's later turns): at most max_false_refusal * "
+            f"{CHAT_FALSE_REFUSAL_SHARE:g} of the validation conversations' turns, "
+            "never above news",
             "answerability": choice.name,
             "answerability_choice": choice.table,
             "trained_on": sorted({f"{s.dataset}:{s.split}" for s in train}),
@@ -795,7 +815,7 @@ def fit_and_report(
                     "baseline_cosine_top3": evaluate(part, cosine, cos_max, cos_threshold, 0.0),
                     "old_rules": rules_metrics(part),
                     "model": evaluate(
-                        part, lambda s: scorer(s.X), p, per_domain[domain_of(part[0])], ratio
+                        part, lambda s: scorer(s.X), p, per_domain[calibration_of(part[0])], ratio
                     ),
                     "model_one_threshold": evaluate(
                         part, lambda s: scorer(s.X), p, min(per_domain.values()), ratio

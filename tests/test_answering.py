@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,26 @@ def test_a_collection_can_have_its_own_refusal_threshold(seed_engine: Dossier) -
             answerer.answer(question, r.passages, r.context)
     finally:
         seed_engine.settings = original
+
+
+def test_a_conversations_later_turns_use_the_chat_calibration(seed_engine: Dossier) -> None:
+    from dossier.conversation import Message
+
+    model = load_answer_model()
+    chat = model.calibrations["chat"]
+    assert 0.0 < chat <= model.threshold  # refuses less than news, never more
+    answerer = ExtractiveAnswerer(model)
+    first = [Message("user", "Why did Albania expel Iranian diplomats?")]
+    later = [*first, Message("assistant", "Over a cyberattack. [1]"), Message("user", "When?")]
+    r = seed_engine.chat_retrieve(first, "albania-iran")
+    assert not r.context.in_conversation
+    assert answerer.threshold_for(r.context) == model.threshold
+    r = seed_engine.chat_retrieve(later, "albania-iran")
+    assert r.context.in_conversation
+    assert answerer.threshold_for(r.context) == chat
+    # A collection's own threshold, or one set for all collections, still wins.
+    assert answerer.threshold_for(replace(r.context, answerable_threshold=0.9)) == 0.9
+    assert ExtractiveAnswerer(model, threshold=0.8).threshold_for(r.context) == 0.8
 
 
 def test_thresholds_per_collection_are_validated() -> None:
