@@ -16,7 +16,9 @@ import pytest
 
 from dossier import testing
 from dossier.engine import Dossier
-from dossier.settings import Settings
+from dossier.lexical import LexicalIndex
+from dossier.models import Answer
+from dossier.settings import Settings, get_settings
 from dossier.testing import LiveServer, free_port, wait_for_http
 from ingest.pipeline import Ingestor
 from tests.fake_llm import FakeState, Step, create_fake_app
@@ -79,6 +81,56 @@ def api_url(seed_engine: Dossier) -> Iterator[str]:
 
     with LiveServer(create_app(seed_engine.settings, seed_engine)) as server:
         yield server.url
+
+
+# Questions over the seed article, for tests that compare two ways of computing the same
+# thing (features, saved vectors and spans) rather than answer quality.
+SEED_QUESTIONS = (
+    "Why did Albania expel Iranian diplomats?",
+    "When did the cyberattack on Albania happen?",
+    "Who is Edi Rama?",
+    "How many diplomats were expelled?",
+    "What did the United States say about the attack?",
+)
+
+
+def seed_index(engine: Dossier) -> LexicalIndex:
+    return engine.lexical.index(SEED_COLLECTION)
+
+
+@pytest.fixture
+def seed_cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The CLI's environment for a seed index under ``tmp_path`` (hashing embedder)."""
+    monkeypatch.setenv("DOSSIER_DATA_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("DOSSIER_EMBEDDER", "hashing")
+    monkeypatch.setenv("DOSSIER_DEFAULT_COLLECTION", SEED_COLLECTION)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def assert_same_answer(a: Answer, b: Answer) -> None:
+    """Two ways of answering (a setting on, off) gave the same answer, citations and passages."""
+    assert (a.text, a.refused, a.answerable_probability) == (
+        b.text,
+        b.refused,
+        b.answerable_probability,
+    )
+    assert [(c.doc_id, c.start, c.end) for c in a.citations] == [
+        (c.doc_id, c.start, c.end) for c in b.citations
+    ]
+    assert [p.passage.passage_id for p in a.passages] == [p.passage.passage_id for p in b.passages]
+
+
+def hashing_seed_engine(tmp: Path, **overrides: Any) -> Dossier:
+    """The seed collection ingested under ``tmp`` with the hashing embedder: fast, for tests
+    of what is saved beside the index (which vector or span is used, not its quality)."""
+    settings = make_settings(tmp, embedder="hashing", **overrides)
+    engine = Dossier(settings)
+    Ingestor(settings, engine.store, engine.embedder).ingest(
+        CORPUS / SEED_COLLECTION, SEED_COLLECTION
+    )
+    return engine
 
 
 def alpha_beta_engine(tmp: Path, **overrides: Any) -> Dossier:

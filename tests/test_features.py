@@ -29,19 +29,13 @@ from dossier.selection import (
     question_types,
 )
 from dossier.text import TermMatcher, coverage, sentence_spans, term_matches, terms
+from tests.conftest import SEED_QUESTIONS
 
 # The features the reference below computes; the text-only ones were added after it.
 BASE_FEATURES = tuple(f for f in FEATURES if f not in TEXT_FEATURES)
 assert FEATURES[: len(BASE_FEATURES)] == BASE_FEATURES
 
-QUESTIONS = (
-    "Why did Albania expel Iranian diplomats?",
-    "When did the cyberattack on Albania happen?",
-    "Who is Edi Rama?",
-    "How many diplomats were expelled?",
-    "What did the United States say about the attack?",
-    "How much did Microsoft pay to buy Lookout Software?",
-)
+QUESTIONS = (*SEED_QUESTIONS, "How much did Microsoft pay to buy Lookout Software?")
 
 
 def reference_candidates(passages: Sequence[ScoredPassage]) -> list[Candidate]:

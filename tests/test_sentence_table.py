@@ -4,7 +4,6 @@ features and answers, and indexes saved before it existed still work and can be 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,40 +12,15 @@ from typer.testing import CliRunner
 
 from dossier import sentence_table, sentence_vectors
 from dossier.engine import Dossier
-from dossier.lexical import LexicalIndex
 from dossier.models import Passage
 from dossier.selection import candidates, featurize
-from dossier.settings import get_settings
 from dossier.text import sentence_spans, term_set, terms
-from ingest.pipeline import Ingestor
 from service.cli import app
-from tests.conftest import CORPUS, SEED_COLLECTION, make_settings
-
-QUESTIONS = (
-    "Why did Albania expel Iranian diplomats?",
-    "When did the cyberattack on Albania happen?",
-    "Who is Edi Rama?",
-    "How many diplomats were expelled?",
-    "What did the United States say about the attack?",
-)
-
-
-def hashing_engine(tmp: Path, **overrides: object) -> Dossier:
-    # The hashing embedder: fast; the table does not depend on the embedder.
-    settings = make_settings(tmp, embedder="hashing", **overrides)
-    engine = Dossier(settings)
-    Ingestor(settings, engine.store, engine.embedder).ingest(
-        CORPUS / SEED_COLLECTION, SEED_COLLECTION
-    )
-    return engine
-
-
-def index(engine: Dossier) -> LexicalIndex:
-    return engine.lexical.index(SEED_COLLECTION)
+from tests.conftest import SEED_QUESTIONS, assert_same_answer, hashing_seed_engine, seed_index
 
 
 def test_saved_spans_and_terms_equal_the_on_demand_ones(seed_engine: Dossier) -> None:
-    idx = index(seed_engine)
+    idx = seed_index(seed_engine)
     table = idx.sentence_table()
     assert table is not None and idx.path is not None
     meta = json.loads((idx.path / "sentences" / "meta.json").read_text())
@@ -63,13 +37,13 @@ def test_saved_spans_and_terms_equal_the_on_demand_ones(seed_engine: Dossier) ->
     assert table.get("") is None
 
 
-@pytest.mark.parametrize("question", QUESTIONS)
+@pytest.mark.parametrize("question", SEED_QUESTIONS)
 def test_candidates_and_features_are_the_same_from_the_table(
     seed_engine: Dossier, question: str
 ) -> None:
     r = seed_engine.retrieve(question, top_k=8)
     assert r.context.sentences is not None
-    table = index(seed_engine).sentence_table()
+    table = seed_index(seed_engine).sentence_table()
     assert table is not None
     assert all(table.get(sp.passage.text) is not None for sp in r.passages)  # no fallback
     fast = candidates(r.passages, r.context.sentences)
@@ -99,31 +73,20 @@ def count_splits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_answers_are_the_same_with_the_table_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    on = hashing_engine(tmp_path)
+    on = hashing_seed_engine(tmp_path)
     off = Dossier(on.settings.model_copy(update={"stored_sentences": False}))
-    assert index(on).sentence_table() is not None and index(off).sentence_table() is None
+    assert seed_index(on).sentence_table() is not None and seed_index(off).sentence_table() is None
     splits = count_splits(monkeypatch)
-    for question in QUESTIONS:
+    for question in SEED_QUESTIONS:
         before = len(splits)
         a = on.ask(question)
         assert len(splits) == before  # every passage came from the table
-        b = off.ask(question)
-        assert (a.text, a.refused, a.answerable_probability) == (
-            b.text,
-            b.refused,
-            b.answerable_probability,
-        )
-        assert [(c.doc_id, c.start, c.end) for c in a.citations] == [
-            (c.doc_id, c.start, c.end) for c in b.citations
-        ]
-        assert [p.passage.passage_id for p in a.passages] == [
-            p.passage.passage_id for p in b.passages
-        ]
+        assert_same_answer(a, off.ask(question))
     assert splits  # the table off: split on demand
 
 
 def test_a_passage_missing_from_the_table_is_split_on_demand(seed_engine: Dossier) -> None:
-    idx = index(seed_engine)
+    idx = seed_index(seed_engine)
     p = idx.passages[0]
     other = Passage(
         passage_id="not-saved",
@@ -137,24 +100,14 @@ def test_a_passage_missing_from_the_table_is_split_on_demand(seed_engine: Dossie
     assert "not-saved" in idx._sentences
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DOSSIER_DATA_DIR", str(tmp_path / "index"))
-    monkeypatch.setenv("DOSSIER_EMBEDDER", "hashing")
-    monkeypatch.setenv("DOSSIER_DEFAULT_COLLECTION", SEED_COLLECTION)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
 def test_vectors_saved_before_the_table_work_and_index_sentences_adds_it(
-    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+    seed_cli_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = hashing_engine(cli_env)
-    path = index(engine).path
+    engine = hashing_seed_engine(seed_cli_env)
+    path = seed_index(engine).path
     assert path is not None
     folder = path / "sentences"
-    before = engine.ask(QUESTIONS[0])
+    before = engine.ask(SEED_QUESTIONS[0])
     # What a format-1 directory looked like: vectors only, no format in meta.json.
     meta = json.loads((folder / "meta.json").read_text())
     for name in sentence_table.FILES:
@@ -164,9 +117,9 @@ def test_vectors_saved_before_the_table_work_and_index_sentences_adds_it(
     assert sentence_vectors.load_table(path) is None
 
     old = Dossier(engine.settings)
-    assert index(old).sentence_table() is None
-    assert index(old).sentence_vectors(meta["embedder"]) is not None
-    assert old.ask(QUESTIONS[0]).text == before.text  # split on demand, as before
+    assert seed_index(old).sentence_table() is None
+    assert seed_index(old).sentence_vectors(meta["embedder"]) is not None
+    assert old.ask(SEED_QUESTIONS[0]).text == before.text  # split on demand, as before
 
     result = CliRunner().invoke(app, ["index-sentences"])
     assert result.exit_code == 0, result.output
@@ -177,7 +130,7 @@ def test_vectors_saved_before_the_table_work_and_index_sentences_adds_it(
     assert again.exit_code == 0 and again.output.strip().endswith("sentence vectors already saved")
 
     fresh = Dossier(engine.settings)
-    assert index(fresh).sentence_table() is not None
+    assert seed_index(fresh).sentence_table() is not None
     splits = count_splits(monkeypatch)
-    assert fresh.ask(QUESTIONS[0]).text == before.text
+    assert fresh.ask(SEED_QUESTIONS[0]).text == before.text
     assert not splits

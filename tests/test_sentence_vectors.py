@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,43 +13,27 @@ from typer.testing import CliRunner
 from dossier import sentence_vectors
 from dossier.embeddings import embed_array, embedder_id
 from dossier.engine import Dossier
-from dossier.lexical import LexicalIndex
 from dossier.selection import candidates
-from dossier.settings import get_settings
 from ingest.pipeline import Ingestor
 from service.cli import app
-from tests.conftest import CORPUS, SEED_COLLECTION, make_settings
-
-QUESTIONS = (
-    "Why did Albania expel Iranian diplomats?",
-    "When did the cyberattack happen?",
-    "What did Iran say about the expulsion?",
-    "Who is the prime minister of Albania?",
+from tests.conftest import (
+    CORPUS,
+    SEED_COLLECTION,
+    SEED_QUESTIONS,
+    assert_same_answer,
+    hashing_seed_engine,
+    make_settings,
+    seed_index,
 )
-
-
-def seed_engine(tmp: Path, **overrides: object) -> Dossier:
-    # The hashing embedder: fast, and what matters here is which vector is used, not its
-    # quality.
-    settings = make_settings(tmp, embedder="hashing", **overrides)
-    engine = Dossier(settings)
-    Ingestor(settings, engine.store, engine.embedder).ingest(
-        CORPUS / SEED_COLLECTION, SEED_COLLECTION
-    )
-    return engine
-
-
-def index(engine: Dossier) -> LexicalIndex:
-    return engine.lexical.index(SEED_COLLECTION)
 
 
 @pytest.fixture
 def stored(tmp_path: Path) -> Dossier:
-    return seed_engine(tmp_path)
+    return hashing_seed_engine(tmp_path)
 
 
 def test_ingest_saves_the_vector_of_every_candidate_sentence(stored: Dossier) -> None:
-    idx = index(stored)
+    idx = seed_index(stored)
     assert idx.path is not None
     meta = json.loads((idx.path / "sentences" / "meta.json").read_text())
     vectors = idx.sentence_vectors(embedder_id(stored.embedder))
@@ -61,7 +44,7 @@ def test_ingest_saves_the_vector_of_every_candidate_sentence(stored: Dossier) ->
     expected = embed_array(stored.embedder, texts)
     assert np.array_equal(np.stack([found[t] for t in texts]), expected)
     # The answerer's candidates are among them, cut the same way.
-    r = stored.retrieve(QUESTIONS[0], top_k=8)
+    r = stored.retrieve(SEED_QUESTIONS[0], top_k=8)
     assert {c.text for c in candidates(r.passages)} <= set(found)
 
 
@@ -69,45 +52,27 @@ def test_answers_are_the_same_with_and_without_stored_vectors(
     stored: Dossier, tmp_path: Path
 ) -> None:
     off = Dossier(stored.settings.model_copy(update={"sentence_vectors": False}))
-    for question in QUESTIONS:
-        a, b = stored.ask(question), off.ask(question)
-        assert (a.text, a.refused, a.answerable_probability) == (
-            b.text,
-            b.refused,
-            b.answerable_probability,
-        )
-        assert [(c.doc_id, c.start, c.end) for c in a.citations] == [
-            (c.doc_id, c.start, c.end) for c in b.citations
-        ]
+    for question in SEED_QUESTIONS:
+        assert_same_answer(stored.ask(question), off.ask(question))
     # Every sentence came from the saved vectors: nothing was embedded on demand.
     assert len(stored._vectors) == 0 and len(off._vectors) > 0
 
 
 def test_a_missing_sentence_is_embedded_on_demand(stored: Dossier) -> None:
-    saved = index(stored).sentence_vectors(embedder_id(stored.embedder))
+    saved = seed_index(stored).sentence_vectors(embedder_id(stored.embedder))
     assert saved is not None
-    known = next(iter(sorted(sentence_vectors.passage_sentences(index(stored).passages[0]))))
+    known = next(iter(sorted(sentence_vectors.passage_sentences(seed_index(stored).passages[0]))))
     texts = [known, "A sentence no passage holds.", known]
     got = stored._embed_texts(texts, stored=saved)
     assert np.array_equal(got, embed_array(stored.embedder, texts))
     assert list(stored._vectors) == ["A sentence no passage holds."]
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DOSSIER_DATA_DIR", str(tmp_path / "index"))
-    monkeypatch.setenv("DOSSIER_EMBEDDER", "hashing")
-    monkeypatch.setenv("DOSSIER_DEFAULT_COLLECTION", SEED_COLLECTION)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
-def test_an_index_saved_without_vectors_works_and_can_be_backfilled(cli_env: Path) -> None:
-    old = seed_engine(cli_env, sentence_vectors=False)
-    path = index(old).path
+def test_an_index_saved_without_vectors_works_and_can_be_backfilled(seed_cli_env: Path) -> None:
+    old = hashing_seed_engine(seed_cli_env, sentence_vectors=False)
+    path = seed_index(old).path
     assert path is not None and not (path / "sentences").exists()
-    before = old.ask(QUESTIONS[0])
+    before = old.ask(SEED_QUESTIONS[0])
     assert not before.refused and len(old._vectors) > 0  # embedded on demand, as before
 
     result = CliRunner().invoke(app, ["index-sentences"])
@@ -117,7 +82,7 @@ def test_an_index_saved_without_vectors_works_and_can_be_backfilled(cli_env: Pat
     assert "already saved" in again.output
 
     fresh = Dossier(old.settings.model_copy(update={"sentence_vectors": True}))
-    after = fresh.ask(QUESTIONS[0])
+    after = fresh.ask(SEED_QUESTIONS[0])
     assert after.text == before.text and len(fresh._vectors) == 0
 
 
@@ -147,7 +112,7 @@ def test_a_new_version_reuses_the_vectors_of_unchanged_sentences(tmp_path: Path)
 
 
 def test_vectors_of_another_embedder_are_not_used(stored: Dossier) -> None:
-    path = index(stored).path
+    path = seed_index(stored).path
     assert path is not None
     assert sentence_vectors.load(path, "OnnxMiniLMEmbedding:other") is None
     assert sentence_vectors.load(path, embedder_id(stored.embedder)) is not None
