@@ -332,29 +332,38 @@ def _holds_novel(pattern: re.Pattern[str], text: str, question: str, group: int 
     return any(m.group(group).lower().strip() not in asked for m in pattern.finditer(text))
 
 
+def _novel_patterns(question: str) -> list[tuple[re.Pattern[str], int]]:
+    """What shows each kind of thing the question asks for (when, how many/much, who,
+    where), with the regex group that holds it; read once per question, not per text."""
+    qtypes = question_types(question)
+    out: list[tuple[re.Pattern[str], int]] = []
+    if qtypes["quantity"]:
+        out.append((_MONEY if _MONEY_ASKED.search(question) else _HOLDS["quantity"], 0))
+    if qtypes["when"]:
+        out.append((_HOLDS["when"], 0))
+    if qtypes["who"]:
+        out.append((_HOLDS["who"], 0))
+    if qtypes["where"]:
+        out.append((_PLACE, 1))
+    return out
+
+
 def holds_novel(question: str, text: str) -> list[bool]:
     """For each kind of thing the question asks for (when, how many/much, who, where):
     does ``text`` hold one that the question does not already name?"""
-    qtypes = question_types(question)
-    out: list[bool] = []
-    if qtypes["quantity"]:
-        money = bool(_MONEY_ASKED.search(question))
-        out.append(_holds_novel(_MONEY if money else _HOLDS["quantity"], text, question))
-    if qtypes["when"]:
-        out.append(_holds_novel(_HOLDS["when"], text, question))
-    if qtypes["who"]:
-        out.append(_holds_novel(_HOLDS["who"], text, question))
-    if qtypes["where"]:
-        out.append(_holds_novel(_PLACE, text, question, 1))
-    return out
+    return [_holds_novel(p, text, question, g) for p, g in _novel_patterns(question)]
 
 
 def type_novel(question: str, texts: Sequence[str]) -> np.ndarray:
     """1 for each text holding every kind of thing asked for beyond the question's own
     names and numbers; 0 when it misses one, or when the question asks for none."""
-    if not any(question_types(question)[t] for t in ("when", "quantity", "who", "where")):
+    patterns = _novel_patterns(question)
+    if not patterns:
         return np.zeros(len(texts), dtype=np.float32)
-    return np.array([float(all(holds_novel(question, t))) for t in texts], dtype=np.float32)
+    return np.array(
+        [float(all(_holds_novel(p, t, question, g) for p, g in patterns)) for t in texts],
+        dtype=np.float32,
+    )
 
 
 # The slot a question asks to fill, finer than its type: "How many Citigroup traders ..."
@@ -422,27 +431,34 @@ def _counts(text: str, nouns: frozenset[str], question: str) -> bool:
     return False
 
 
+_SLOT_PATTERNS = {
+    "money": _MONEY,
+    "percent": _PERCENT,
+    "duration": _DURATION,
+    "entity": _HOLDS["who"],
+}
+
+
+def _fills(slot: tuple[str, frozenset[str]], text: str, question: str) -> bool:
+    kind, nouns = slot
+    if kind == "count":
+        return _counts(text, nouns, question)
+    return _holds_novel(_SLOT_PATTERNS[kind], text, question)
+
+
 def holds_slot(question: str, text: str) -> bool | None:
     """Does ``text`` fill the slot the question asks for with something the question does
     not already say? None when the question asks for no slot."""
     slot = asked_slot(question)
-    if slot is None:
-        return None
-    kind, nouns = slot
-    if kind == "count":
-        return _counts(text, nouns, question)
-    pattern = {
-        "money": _MONEY,
-        "percent": _PERCENT,
-        "duration": _DURATION,
-        "entity": _HOLDS["who"],
-    }[kind]
-    return _holds_novel(pattern, text, question)
+    return None if slot is None else _fills(slot, text, question)
 
 
 def slot_novel(question: str, texts: Sequence[str]) -> np.ndarray:
     """1 for each text that fills the question's slot (see :func:`holds_slot`), else 0."""
-    return np.array([float(bool(holds_slot(question, t))) for t in texts], dtype=np.float32)
+    slot = asked_slot(question)  # once per question: it stems the counted noun
+    if slot is None:
+        return np.zeros(len(texts), dtype=np.float32)
+    return np.array([float(_fills(slot, t, question)) for t in texts], dtype=np.float32)
 
 
 # Features computed from the question and the candidates' text alone (filled after the rest;
@@ -501,11 +517,12 @@ def answerability_features(
     srt = logits[order]
     cands = scored.candidates
     all_terms = frozenset().union(*(c.terms for c in cands))
-    titles = frozenset(t for c in cands for t in terms(c.passage.passage.title))
+    # term_set: memoised, and featurize has already stemmed these headlines.
+    titles = frozenset().union(*(term_set(c.passage.passage.title) for c in cands))
     known = all_terms | titles
     best_doc = cands[best].doc_id
-    doc_terms = frozenset().union(*(c.terms for c in cands if c.doc_id == best_doc)) | frozenset(
-        terms(cands[best].passage.passage.title)
+    doc_terms = frozenset().union(*(c.terms for c in cands if c.doc_id == best_doc)) | term_set(
+        cands[best].passage.passage.title
     )
     weights = {t: idf(t) for t in scored.question_terms}
     total = sum(weights.values()) or 1.0
