@@ -225,10 +225,6 @@ class LexicalIndex:
             self._sentences[passage.passage_id] = cached
         return cached
 
-    def sentence_terms(self, passage: Passage) -> list[frozenset[str]]:
-        """Each sentence's terms (see :meth:`passage_sentences`)."""
-        return list(self.passage_sentences(passage).terms)
-
     def search(self, query_terms: Sequence[str], k: int) -> list[tuple[Passage, float]]:
         """The top k passages by BM25 with a positive score."""
         known = [t for t in query_terms if t in self.df]

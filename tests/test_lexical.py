@@ -62,7 +62,7 @@ def test_saved_index_answers_like_a_fresh_build(tmp_path: Path, corpus_copy: Pat
         assert got == want and got
     assert list(saved.passages) == built.passages
     assert saved.passages[-1] == built.passages[-1]
-    assert saved.sentence_terms(saved.passages[0]) == built.sentence_terms(built.passages[0])
+    assert saved.passage_sentences(saved.passages[0]) == built.passage_sentences(built.passages[0])
 
 
 def test_a_server_loads_the_index_instead_of_rebuilding_it(
