@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dossier.text import sentence_spans, terms
+from dossier.text import sentence_spans, term_set
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,24 @@ class PassageSentences:
 
 
 def split(text: str) -> PassageSentences:
-    """What the table saves for ``text``, computed now (the on-demand fallback)."""
+    """What the table saves for ``text``, computed now (the on-demand fallback, and ingest;
+    ``term_set`` is memoised, so a sentence that overlapping chunks repeat is stemmed once)."""
     spans = tuple(sentence_spans(text))
-    return PassageSentences(spans, tuple(frozenset(terms(text[s:e])) for s, e in spans))
+    return PassageSentences(spans, tuple(term_set(text[s:e]) for s, e in spans))
+
+
+def distinct_by_key(texts: Iterable[str]) -> dict[int, str]:
+    """Each distinct text under its key (:func:`text_key`). Two texts with one key are both
+    left out: neither is saved, so a lookup misses and computes them on demand."""
+    by_key: dict[int, str] = {}
+    collided: set[int] = set()
+    for text in texts:
+        key = text_key(text)
+        if by_key.setdefault(key, text) != text:
+            collided.add(key)
+    for key in collided:
+        del by_key[key]
+    return by_key
 
 
 class SentenceTable:
@@ -103,15 +118,10 @@ class SentenceTable:
 
 def build(passages: Iterable[tuple[str, PassageSentences]]) -> dict[str, np.ndarray]:
     """The table's arrays for (passage text, its sentences) pairs; duplicates kept once."""
-    by_key: dict[int, tuple[str, PassageSentences]] = {}
-    collided: set[int] = set()
+    sentences_of: dict[str, PassageSentences] = {}
     for text, sentences in passages:
-        key = text_key(text)
-        prior = by_key.setdefault(key, (text, sentences))
-        if prior[0] != text:  # two texts, one key: neither is saved, both split on demand
-            collided.add(key)
-    for key in collided:
-        del by_key[key]
+        sentences_of.setdefault(text, sentences)
+    by_key = distinct_by_key(sentences_of)
     keys = np.array(sorted(by_key), dtype=np.uint64)
     lengths = np.zeros(len(keys), dtype=np.int64)
     span_rows = np.zeros(len(keys) + 1, dtype=np.int64)
@@ -119,7 +129,8 @@ def build(passages: Iterable[tuple[str, PassageSentences]]) -> dict[str, np.ndar
     spans: list[tuple[int, int]] = []
     blobs: list[bytes] = []
     for i, key in enumerate(keys.tolist()):
-        text, sentences = by_key[key]
+        text = by_key[key]
+        sentences = sentences_of[text]
         lengths[i] = len(text)
         spans.extend(sentences.spans)
         span_rows[i + 1] = len(spans)

@@ -37,7 +37,7 @@ import numpy as np
 from dossier import sentence_table
 from dossier.models import Passage
 from dossier.sentence_table import PassageSentences, SentenceTable, text_key
-from dossier.text import sentence_spans, terms
+from dossier.text import sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +120,8 @@ def load_table(version_dir: Path) -> SentenceTable | None:
 
 
 def _split_all(passages: Iterable[Passage]) -> list[tuple[str, PassageSentences]]:
-    """Each passage's sentences and their terms; a sentence that overlapping chunks repeat
-    is stemmed once."""
-    known: dict[str, frozenset[str]] = {}
-    out = []
-    for p in passages:
-        spans = tuple(sentence_spans(p.text))
-        sentence_terms = []
-        for s, e in spans:
-            text = p.text[s:e]
-            found = known.get(text)
-            if found is None:
-                found = known[text] = frozenset(terms(text))
-            sentence_terms.append(found)
-        out.append((p.text, PassageSentences(spans, tuple(sentence_terms))))
-    return out
+    """Each passage's sentences and their terms (what the sentence table saves)."""
+    return [(p.text, sentence_table.split(p.text)) for p in passages]
 
 
 def _complete(folder: Path, passages: Iterable[Passage]) -> dict[str, float]:
@@ -190,17 +177,10 @@ def save(
     # At most what the table adds to a save: splitting (which the vectors needed before the
     # table existed, too), stemming, building and writing it.
     table_seconds = time.perf_counter() - split_started
-    by_key: dict[int, str] = {}
-    collided: set[int] = set()
-    for text_of_passage, sentences in split:
-        for s, e in sentences.spans:
-            text = text_of_passage[s:e]
-            key = sentence_key(text)
-            prior = by_key.setdefault(key, text)
-            if prior != text:  # two texts, one key: neither is stored, both get embedded
-                collided.add(key)
-    for key in collided:
-        del by_key[key]
+    # A sentence whose key another text shares is not stored: it is embedded on demand.
+    by_key = sentence_table.distinct_by_key(
+        passage[s:e] for passage, sentences in split for s, e in sentences.spans
+    )
     keys = np.array(sorted(by_key), dtype=np.uint64)
     texts = [by_key[int(k)] for k in keys]
     vectors: np.ndarray | None = None
