@@ -644,6 +644,12 @@ def choose_answerability(
     )
     table: dict[str, dict[str, float]] = {}
     fitted: dict[str, tuple[Standardized, float]] = {}
+
+    def fit_on(mask: np.ndarray, l2: float, weight: np.ndarray) -> Standardized:
+        """The logistic model fit on the training questions in ``mask``."""
+        y = y_train[mask].astype(np.float64)
+        return fit_logistic(A_train[mask], y, l2, ANSWERABILITY_FEATURES, weight[mask])
+
     for with_squad in (True, False):
         for balanced in (True, False):
             for l2 in (1e-2, 1e-1):
@@ -656,22 +662,9 @@ def choose_answerability(
                 weight[use] = w
                 held_out = np.zeros(len(train))
                 for k in range(5):
-                    fit_on = use & (fold != k)
-                    model = fit_logistic(
-                        A_train[fit_on],
-                        y_train[fit_on].astype(np.float64),
-                        l2,
-                        ANSWERABILITY_FEATURES,
-                        weight[fit_on],
-                    )
+                    model = fit_on(use & (fold != k), l2, weight)
                     held_out[fold == k] = model(A_train[fold == k])
-                model = fit_logistic(
-                    A_train[use],
-                    y_train[use].astype(np.float64),
-                    l2,
-                    ANSWERABILITY_FEATURES,
-                    weight[use],
-                )
+                model = fit_on(use, l2, weight)
                 val_logit = model(A_val)
                 # Scores and labels of each news set the option was not fit on.
                 sets = [(held_out[news], y_train[news])] + [
