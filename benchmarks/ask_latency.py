@@ -44,10 +44,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from dossier.answering import build_answerer
-from dossier.embeddings import embedder_id
+from dossier.answer.registry import build_answerer
+from dossier.answer.selection import clear_caches
 from dossier.engine import Dossier
-from dossier.selection import clear_caches
+from dossier.index.embeddings import embedder_id
 from dossier.settings import Settings
 from dossier.testing import LiveServer, make_settings
 from evals.loaders import BBC_COLLECTION, bbc_dev_rows, load_seed

@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dossier.embeddings import embed_array  # noqa: E402
 from dossier.engine import Dossier  # noqa: E402
+from dossier.index.embeddings import embed_array  # noqa: E402
 from dossier.settings import Settings  # noqa: E402
 from dossier.text import indexed_text  # noqa: E402
 from ingest.loaders import discover  # noqa: E402
@@ -152,7 +152,7 @@ def bench_ask(settings: Settings, n: int = 200) -> dict[str, Any]:
 
 
 def bench_squad(work: Path) -> dict[str, Any]:
-    from dossier.retrieval import HybridRetriever
+    from dossier.index.retrieval import HybridRetriever
 
     data = json.loads(SQUAD.read_text(encoding="utf-8"))
     folder = work / "squad"

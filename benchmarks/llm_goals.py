@@ -25,11 +25,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dossier.answer.llm import LLMAnswerer, LLMFailure
 from dossier.engine import Dossier, _extractive
-from dossier.llm import LLMAnswerer, LLMFailure
 from dossier.settings import Settings
-from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
+from dossier.verify.offline import OfflineSupportScorer
 from evals.loaders import load_suite
 from evals.runner import run_suite
 from service.app import create_app

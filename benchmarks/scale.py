@@ -123,7 +123,7 @@ def ingest_to(settings: Settings, corpus: Corpus, target: int, engine: Dossier) 
 
 def warm_up_parts(settings: Settings) -> dict[str, float]:
     """A server's start without its imports: a fresh engine in this process (modules loaded)."""
-    from dossier.embeddings import build_embedder
+    from dossier.index.embeddings import build_embedder
 
     engine = Dossier(settings.model_copy(update={"default_collection": COLLECTION}))
     engine._embedder = build_embedder(settings)

@@ -1,15 +1,20 @@
 """Learned artefacts on disk: JSON with a sha256 sidecar, checked at every load.
 
 A damaged, truncated or hand-edited artefact is refused with a message that says how
-to get a good one back, instead of silently answering or verifying wrongly.
+to get a good one back, instead of silently answering or verifying wrongly. The small
+model they hold, :class:`Standardized`, is shared by the answer model and the support
+scorer, so it lives here rather than in either stage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dossier.errors import ModelNotInstalled
 
@@ -42,3 +47,47 @@ def read_artifact(path: Path, how_to_rebuild: str) -> dict[str, Any]:
         )
     data: dict[str, Any] = json.loads(raw)
     return data
+
+
+@dataclass(frozen=True)
+class Standardized:
+    """An affine model over standardised features: z = (x - mean) / std."""
+
+    names: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    # Hidden layers (tanh), then a linear output; a plain linear model has none.
+    hidden: tuple[tuple[np.ndarray, np.ndarray], ...]
+    weights: np.ndarray
+    bias: float
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        h = (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+        for W, b in self.hidden:
+            h = np.tanh(h @ W + b)
+        out: np.ndarray = h @ self.weights + self.bias
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "hidden": [[W.tolist(), b.tolist()] for W, b in self.hidden],
+            "weights": self.weights.tolist(),
+            "bias": float(self.bias),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Standardized:
+        return cls(
+            names=tuple(data["names"]),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            std=np.asarray(data["std"], dtype=np.float64),
+            hidden=tuple(
+                (np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64))
+                for W, b in data["hidden"]
+            ),
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=float(data["bias"]),
+        )

@@ -17,26 +17,23 @@ from functools import cached_property, partial
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.answering import (
-    AnswerContext,
-    Answerer,
-    StreamEvent,
-    build_answerer,
-)
-from dossier.conversation import (
+from dossier.answer.base import AnswerContext, Answerer, StreamEvent
+from dossier.answer.registry import build_answerer
+from dossier.chat.condense import (
     Condenser,
     Message,
     Standalone,
     bounded_history,
     shown_sentences,
 )
-from dossier.embeddings import build_embedder, embed_array, embedder_id
 from dossier.errors import InvalidInput
+from dossier.index.embeddings import build_embedder, embed_array, embedder_id
+from dossier.index.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
+from dossier.index.sentence_vectors import SentenceVectors
+from dossier.index.store import PassageStore, StoredDocument
+from dossier.index.stores import build_store
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
-from dossier.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
-from dossier.sentence_vectors import SentenceVectors
 from dossier.settings import Settings
-from dossier.store import PassageStore, StoredDocument, build_store
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ class Dossier:
 
     @cached_property
     def condenser(self) -> Condenser:
-        from dossier.conversation import LLMCondenser, OfflineCondenser
+        from dossier.chat.condense import LLMCondenser, OfflineCondenser
 
         s = self.settings
         use_llm = s.chat_condenser == "llm" or (
@@ -108,7 +105,7 @@ class Dossier:
         )
         if not use_llm:
             return OfflineCondenser()
-        from dossier.chat import OpenAIChat
+        from dossier.llm.client import OpenAIChat
 
         return LLMCondenser(OpenAIChat.from_settings(s))
 

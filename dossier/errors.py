@@ -20,7 +20,7 @@
     ├── ConfigurationError      settings or an install step are wrong (500, with how to fix)
     │   └── ModelNotInstalled
     └── BackendUnavailable      a store or model endpoint cannot be reached (503)
-        ├── LLMFailure          (dossier.chat) an OpenAI-compatible call failed after retries
+        ├── LLMFailure          (dossier.llm)  an OpenAI-compatible call failed after retries
         └── AnswerTimeout       answering took longer than the limit (504)
 """
 
@@ -72,7 +72,7 @@ class DocumentNotFound(NotFound):
 class ConversationNotFound(NotFound):
     def __init__(self, conversation_id: str) -> None:
         # The same words for a conversation that never existed and another key's, so an
-        # id reveals nothing (see dossier.conversations).
+        # id reveals nothing (see dossier.chat.conversations).
         super().__init__(
             f"No conversation {conversation_id!r}; GET /v1/conversations lists yours, "
             "POST /v1/conversations starts one."

@@ -103,11 +103,11 @@ class Settings(BaseSettings):
     # Sentence vectors kept in memory: answers to questions on the same articles reuse them.
     sentence_cache_size: int = Field(default=50_000, ge=0)
     # Embed every sentence at ingest and save the vectors beside the BM25 index, so a
-    # question's first answer needs no sentence embedding (dossier/sentence_vectors.py).
+    # question's first answer needs no sentence embedding (dossier/index/sentence_vectors.py).
     # Off: ingest skips them and answers embed sentences on demand, as before.
     sentence_vectors: bool = True
     # Read each passage's sentence spans and terms from the table saved with the vectors
-    # (dossier/sentence_table.py) instead of splitting and stemming them per request.
+    # (dossier/index/sentence_table.py) instead of splitting and stemming them per request.
     # Off: computed on first use, as before (for comparison; answers are the same).
     stored_sentences: bool = True
     # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # endpoint is configured below, else the offline scorer.
     support_scorer: str = "auto"
     # P(supported) at or above which the offline scorer accepts; None is the threshold
-    # chosen on validation when the model was fit (evals/train_support.py).
+    # chosen on validation when the model was fit (training/train_support.py).
     support_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # Public benchmarks for `dossier eval`; default: the shared/ folder beside the repo.
     shared_dir: Path | None = None
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         description="Cite a passage for a generated sentence without [n] when it supports it.",
     )
 
-    # Conversations: how a follow-up becomes a standalone question (dossier.conversation).
+    # Conversations: how a follow-up becomes a standalone question (dossier.chat.condense).
     # "auto" condenses with the LLM endpoint when one is configured, else offline.
     chat_condenser: Literal["auto", "offline", "llm"] = "auto"
     chat_max_turns: int = Field(
@@ -221,12 +221,12 @@ class Settings(BaseSettings):
 
     @property
     def conversations_path(self) -> Path:
-        """Stored conversations (dossier/conversations.py), beside the index."""
+        """Stored conversations (dossier/chat/conversations.py), beside the index."""
         return self.data_dir / "conversations.sqlite3"
 
     @property
     def lexical_path(self) -> Path:
-        """Saved BM25 indexes, one folder per collection version (see dossier/lexical.py)."""
+        """Saved BM25 indexes, one folder per collection version (see dossier/index/lexical.py)."""
         return self.data_dir / "lexical"
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from dossier.answering import ANSWERERS, AnswerContext, Answerer, build_answerer
+from dossier.answer.base import AnswerContext, Answerer
+from dossier.answer.registry import ANSWERERS, build_answerer
 from dossier.errors import ConfigurationError
 from dossier.models import Answer, AnswerSentence, Citation, ScoredPassage
 from dossier.settings import Settings

@@ -29,8 +29,6 @@ RGB_FILE = Path("benchmarks") / "rgb" / "en_fact.json"
 BBC_DIR = Path("benchmarks") / "news-bbc" / "bbc"
 BBC_QA_FILE = Path("benchmarks") / "bbc-qa-dev" / "questions.jsonl"
 BBC_CHAT_FILE = Path("benchmarks") / "bbc-qa-dev" / "conversations.jsonl"
-# Questions we wrote from bbc-qa-dev's train-articles.txt only (datasets/README.md).
-BBC_TRAIN_FILE = DATASETS / "bbc_train.jsonl"
 # The whole BBC corpus as one collection, as the product would serve it.
 BBC_COLLECTION = "bbc"
 # The gate's fixed SQuAD sample: a seeded shuffle, so `--limit N` is always the same N questions.
@@ -190,7 +188,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _benchmark(settings: Settings, rel: Path) -> Path:
+def benchmark_file(settings: Settings, rel: Path) -> Path:
     path = shared_dir(settings) / rel
     if not path.exists():
         raise ConfigurationError(
@@ -210,7 +208,7 @@ def load_squad2(
     """
     from evals.splits import squad_split
 
-    data = json.loads(_benchmark(settings, SQUAD_FILE).read_text(encoding="utf-8"))
+    data = json.loads(benchmark_file(settings, SQUAD_FILE).read_text(encoding="utf-8"))
     folder = settings.data_dir / "eval-docs" / collection
     questions: list[EvalQuestion] = []
     splits = squad_split(str(article["title"]) for article in data["data"])
@@ -262,7 +260,9 @@ def load_rgb(settings: Settings) -> Suite:
     Snippets are written bare: a headline made of the query would hand the answerer a
     sentence that repeats the question.
     """
-    rows = [json.loads(line) for line in _benchmark(settings, RGB_FILE).read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in benchmark_file(settings, RGB_FILE).read_text().splitlines()
+    ]
     root = settings.data_dir / "eval-docs"
     fact, noise = root / "eval-rgb-fact", root / "eval-rgb-noise"
     fact_q: list[EvalQuestion] = []
@@ -324,25 +324,7 @@ def read_article(path: Path) -> str:
 
 def bbc_dev_rows(settings: Settings) -> list[dict[str, Any]]:
     """bbc-qa-dev's ``questions.jsonl`` rows, as written."""
-    return read_jsonl(_benchmark(settings, BBC_QA_FILE))
-
-
-def bbc_train_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Our training questions, with each gold sentence read back from its article.
-
-    The file stores character offsets rather than the sentence, so no BBC text is
-    copied into the repository.
-    """
-    root = _benchmark(settings, BBC_DIR)
-    rows = read_jsonl(BBC_TRAIN_FILE)
-    texts: dict[str, str] = {}
-    for row in rows:
-        if row.get("type") == "answerable":
-            doc = str(row["doc"])
-            if doc not in texts:
-                texts[doc] = read_article(root / doc)
-            row["gold_span"] = texts[doc][int(row["gold_start"]) : int(row["gold_end"])]
-    return rows
+    return read_jsonl(benchmark_file(settings, BBC_QA_FILE))
 
 
 def _bbc_question(row: dict[str, Any]) -> EvalQuestion:
@@ -378,7 +360,7 @@ def load_bbc(settings: Settings, split: str = "test") -> Suite:
     return Suite(
         name,
         [_bbc_question(r) for r in chosen],
-        {BBC_COLLECTION: _benchmark(settings, BBC_DIR)},
+        {BBC_COLLECTION: benchmark_file(settings, BBC_DIR)},
         baseline=True,
     )
 
@@ -412,11 +394,11 @@ def load_bbc_chat(settings: Settings, split: str = "test") -> Suite:
     """bbc-qa-dev conversations of one split (``evals/splits.py``), over the whole BBC corpus."""
     from evals.splits import bbc_chat_split
 
-    convs = read_jsonl(_benchmark(settings, BBC_CHAT_FILE))
+    convs = read_jsonl(benchmark_file(settings, BBC_CHAT_FILE))
     splits = bbc_chat_split(convs)
     questions = [q for c in convs if splits[str(c["id"])] == split for q in chat_turns(c)]
     name = "bbc-chat" if split == "test" else f"bbc-chat-{split}"
-    return Suite(name, questions, {BBC_COLLECTION: _benchmark(settings, BBC_DIR)})
+    return Suite(name, questions, {BBC_COLLECTION: benchmark_file(settings, BBC_DIR)})
 
 
 def load_bbc_chat_validation(settings: Settings) -> Suite:

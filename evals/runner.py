@@ -18,11 +18,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dossier.answering import Answerer, CosineAnswerer
-from dossier.conversation import Message
+from dossier.answer.base import Answerer
+from dossier.answer.extractive import CosineAnswerer
+from dossier.chat.condense import Message
 from dossier.engine import Dossier, Retrieved
 from dossier.models import Answer, Passage
-from dossier.support import SupportScorer, SupportVerdict, build_support_scorer
+from dossier.verify.registry import build_support_scorer
+from dossier.verify.support import SupportScorer, SupportVerdict
 from evals import metrics as m
 from evals.loaders import REPO, EvalQuestion, Suite
 from ingest.pipeline import Ingestor

@@ -7,7 +7,7 @@ article's name, so it never depends on the questions, their order, or on results
 * ``bbc-qa-dev`` (``questions.jsonl``): half the articles are **test** (at least 40
   answerable and 15 unanswerable questions, as the issue asks), the rest **validation**.
   Training questions come only from ``train-articles.txt`` (see
-  ``evals/datasets/bbc_train/README.md``), which shares no article with these files.
+  ``training/data/README.md``), which shares no article with these files.
 * SQuAD 2.0 half A: 8 Wikipedia articles; 4 **train**, 2 **validation**, 2 **test**.
 * ``bbc-qa-dev`` ``conversations.jsonl`` (30 conversations, none on an article of
   ``questions.jsonl``): within each kind (follow-up, topic switch, unanswerable

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.embeddings import embed_array, embedder_id
 from dossier.errors import DossierError, FileTooLarge, InvalidInput
-from dossier.lexical import save_current, save_sentence_vectors
+from dossier.index.embeddings import embed_array, embedder_id
+from dossier.index.lexical import save_current, save_sentence_vectors
+from dossier.index.store import PassageStore, StoredDocument, validate_collection_name
 from dossier.models import Document, DocumentInfo, Passage
 from dossier.settings import Settings
-from dossier.store import PassageStore, StoredDocument, validate_collection_name
 from dossier.text import digest, indexed_text, normalized
 from ingest.chunking import Chunker
 from ingest.cleaning import Cleaner

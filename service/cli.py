@@ -96,9 +96,9 @@ def index_sentences(
     without re-ingesting. Running servers start using them within seconds.
     """
     _setup_logging(verbose)
-    from dossier.embeddings import embed_array, embedder_id
     from dossier.engine import Dossier
-    from dossier.lexical import save_current, save_sentence_vectors
+    from dossier.index.embeddings import embed_array, embedder_id
+    from dossier.index.lexical import save_current, save_sentence_vectors
 
     settings = get_settings()
     engine = Dossier(settings)

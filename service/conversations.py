@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from dossier.conversations import (
+from dossier.chat.conversations import (
     Conversation,
     ConversationStore,
     SQLiteConversationStore,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dossier.errors import CollectionNotFound
-from dossier.sqlite import SQLiteFile
+from dossier.state.sqlite import SQLiteFile
 from service.auth import PrincipalDep
 from service.errors import errors_doc
 
@@ -54,7 +54,7 @@ class FeedbackPublic(FeedbackCreate):
 
 
 class FeedbackStore:
-    """One short-lived connection per call (``dossier.sqlite``): requests run on a thread
+    """One short-lived connection per call (``dossier.state.sqlite``): requests run on a thread
     pool, and sqlite3 connections must not cross threads."""
 
     def __init__(self, path: Path) -> None:

@@ -25,7 +25,6 @@ from fastapi import APIRouter, FastAPI, File, Path, Request, Response, UploadFil
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from dossier.embeddings import embedder_id
 from dossier.engine import Dossier
 from dossier.errors import (
     CollectionExists,
@@ -34,9 +33,10 @@ from dossier.errors import (
     InvalidInput,
     NotFound,
 )
+from dossier.index.embeddings import embedder_id
+from dossier.index.store import COLLECTION_NAME
 from dossier.models import Document
 from dossier.settings import Settings
-from dossier.store import COLLECTION_NAME
 from dossier.text import digest
 from ingest.loaders import RawArticle, check_text, parse
 from ingest.pipeline import Ingestor, IngestReport

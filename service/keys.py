@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 from dossier.errors import InvalidInput, NotFound
-from dossier.sqlite import SQLiteFile
-from dossier.store import validate_collection_name
+from dossier.index.store import validate_collection_name
+from dossier.state.sqlite import SQLiteFile
 
 KEYS_FILE = "keys.sqlite3"
 PREFIX = "dsk"
@@ -76,7 +76,7 @@ def parse_collections(spec: str | Sequence[str]) -> tuple[str, ...]:
 
 
 class KeyStore:
-    """One short-lived connection per call (``dossier.sqlite``): requests use threads."""
+    """One short-lived connection per call (``dossier.state.sqlite``): requests use threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -39,7 +39,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from dossier.conversation import Message
+from dossier.chat.condense import Message
 from dossier.engine import Dossier, Retrieved
 from dossier.models import Answer, Citation
 from service.auth import PrincipalDep, scoped

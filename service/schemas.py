@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from dossier.conversation import Message
+from dossier.chat.condense import Message
 from dossier.models import Answer, ScoredPassage
 
 EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"

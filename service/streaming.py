@@ -13,7 +13,8 @@ import anyio
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from dossier.answering import StreamEvent, build_answerer
+from dossier.answer.base import StreamEvent
+from dossier.answer.registry import build_answerer
 from dossier.engine import Dossier, Retrieved
 from dossier.models import Answer
 from service.schemas import AnswerPublic, PassagePublic

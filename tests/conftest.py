@@ -16,7 +16,7 @@ import pytest
 
 from dossier import testing
 from dossier.engine import Dossier
-from dossier.lexical import LexicalIndex
+from dossier.index.lexical import LexicalIndex
 from dossier.models import Answer
 from dossier.settings import Settings, get_settings
 from dossier.testing import LiveServer, free_port, wait_for_http

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dossier.answer_model import DEFAULT_PATH, load_answer_model
-from dossier.answering import AnswerContext, ExtractiveAnswerer, build_answerer
+from dossier.answer.base import AnswerContext
+from dossier.answer.extractive import ExtractiveAnswerer
+from dossier.answer.model import DEFAULT_PATH, load_answer_model
+from dossier.answer.registry import build_answerer
+from dossier.answer.selection import candidates, featurize
 from dossier.engine import Dossier
 from dossier.errors import ConfigurationError, InvalidInput, ModelNotInstalled
-from dossier.selection import candidates, featurize
 from dossier.settings import Settings
 
 
@@ -166,7 +168,7 @@ def test_a_collection_can_have_its_own_refusal_threshold(seed_engine: Dossier) -
 
 
 def test_a_conversations_later_turns_use_the_chat_calibration(seed_engine: Dossier) -> None:
-    from dossier.conversation import Message
+    from dossier.chat.condense import Message
 
     model = load_answer_model()
     chat = model.calibrations["chat"]
@@ -192,7 +194,7 @@ def test_thresholds_per_collection_are_validated() -> None:
 
 
 def test_an_answer_must_hold_what_is_asked_beyond_the_question() -> None:
-    from dossier.selection import holds_novel
+    from dossier.answer.selection import holds_novel
 
     q = "How much did Microsoft pay to buy Sybari Software in 2005?"
     assert holds_novel(q, "Microsoft paid $100m (£53m) for Sybari.") == [True]
@@ -238,7 +240,7 @@ def test_an_answer_must_hold_what_is_asked_beyond_the_question() -> None:
 def test_an_answer_must_fill_the_slot_the_question_asks_for(
     question: str, slot: str, fills: str, misses: str
 ) -> None:
-    from dossier.selection import asked_slot, holds_slot, slot_novel
+    from dossier.answer.selection import asked_slot, holds_slot, slot_novel
 
     asked = asked_slot(question)
     assert asked is not None and asked[0] == slot
@@ -248,7 +250,7 @@ def test_an_answer_must_fill_the_slot_the_question_asks_for(
 
 
 def test_a_question_without_a_slot_has_no_slot_feature() -> None:
-    from dossier.selection import asked_slot, holds_slot, slot_novel
+    from dossier.answer.selection import asked_slot, holds_slot, slot_novel
 
     q = "Why did Albania expel Iranian diplomats?"
     assert asked_slot(q) is None

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from dossier.chat import OpenAIChat, RetryPolicy
-from dossier.conversation import (
+from dossier.chat.condense import (
     LLMCondenser,
     Message,
     OfflineCondenser,
@@ -25,6 +24,7 @@ from dossier.conversation import (
 )
 from dossier.engine import Dossier
 from dossier.errors import InvalidInput
+from dossier.llm.client import OpenAIChat, RetryPolicy
 from tests.fake_llm import FakeState, Step
 
 FIRST = "Why did Albania expel Iranian diplomats?"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.conversations import SQLiteConversationStore
+from dossier.chat.conversations import SQLiteConversationStore
 from dossier.engine import Dossier
 from dossier.models import Answer
 from dossier.testing import LiveServer, free_port, wait_for_http

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from dossier.engine import Dossier
-from dossier.support import OfflineSupportScorer
+from dossier.verify.offline import OfflineSupportScorer
 from evals.degraded import eval_answerer
 from evals.loaders import load_bbc, load_bbc_chat
 from evals.runner import SuiteResult, load_thresholds, run_suite

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dossier.engine import Dossier
 from dossier.settings import get_settings
-from dossier.support import OfflineSupportScorer
+from dossier.verify.offline import OfflineSupportScorer
 from evals.degraded import eval_answerer
 from evals.loaders import load_seed
 from evals.reports import write_reports

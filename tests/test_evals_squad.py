@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dossier.engine import Dossier
-from dossier.support import OfflineSupportScorer
+from dossier.verify.offline import OfflineSupportScorer
 from evals.loaders import SQUAD_GATE_SAMPLE, load_squad2
 from evals.runner import load_thresholds, run_suite
 from tests.conftest import make_settings

@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from dossier.engine import Dossier
-from dossier.models import ScoredPassage
-from dossier.selection import (
+from dossier.answer.selection import (
     _HOLDS,
     _LEANS,
     _QUOTE,
@@ -28,6 +26,8 @@ from dossier.selection import (
     featurize,
     question_types,
 )
+from dossier.engine import Dossier
+from dossier.models import ScoredPassage
 from dossier.text import TermMatcher, coverage, sentence_spans, term_matches, terms
 from tests.conftest import SEED_QUESTIONS
 

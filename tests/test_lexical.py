@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from dossier import lexical
 from dossier.engine import Dossier
-from dossier.lexical import LexicalIndexes, PassageTable
+from dossier.index import lexical
+from dossier.index.lexical import LexicalIndexes, PassageTable
+from dossier.index.store import PassageStore
 from dossier.models import Passage
-from dossier.store import PassageStore
 from dossier.text import terms
 from ingest.pipeline import Ingestor
 from tests.conftest import make_settings

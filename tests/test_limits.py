@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.answering import AnswerContext, ExtractiveAnswerer
+from dossier.answer.base import AnswerContext
+from dossier.answer.extractive import ExtractiveAnswerer
 from dossier.engine import Dossier
 from dossier.models import Answer, ScoredPassage
 from dossier.testing import LiveServer

@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.answering import build_answerer
+from dossier.answer.llm import LLMAnswerer, build_messages
+from dossier.answer.registry import build_answerer
 from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
-from dossier.llm import LLMAnswerer, build_messages
 from dossier.models import Answer, Passage, ScoredPassage
 from dossier.settings import Settings
-from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
-from dossier.verification import MarkerFilter, parse_answer, verify
+from dossier.verify.citations import MarkerFilter, parse_answer, verify
+from dossier.verify.offline import OfflineSupportScorer
 from service.app import create_app
 from tests.fake_llm import FakeState, Step
 

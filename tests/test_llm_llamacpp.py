@@ -21,13 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.answering import build_answerer
-from dossier.conversation import LLMCondenser, Message
+from dossier.answer.llm import LLMAnswerer
+from dossier.answer.registry import build_answerer
+from dossier.chat.condense import LLMCondenser, Message
 from dossier.engine import Dossier
-from dossier.llm import LLMAnswerer
 from dossier.models import Answer
-from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer, wait_for_http
+from dossier.verify.offline import OfflineSupportScorer
 from ingest.pipeline import Ingestor
 from service.app import create_app
 from tests.conftest import CORPUS, SEED_COLLECTION, make_settings

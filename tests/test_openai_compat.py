@@ -19,11 +19,11 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from dossier.answering import build_answerer
+from dossier.answer.llm import LLMAnswerer
+from dossier.answer.registry import build_answerer
 from dossier.engine import Dossier
-from dossier.llm import LLMAnswerer
-from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer
+from dossier.verify.offline import OfflineSupportScorer
 from service.app import create_app
 from service.keys import KEYS_FILE, KeyStore
 from tests.conftest import SEED_COLLECTION, alpha_beta_engine, make_settings

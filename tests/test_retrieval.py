@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dossier.engine import Dossier
+from dossier.index.retrieval import reciprocal_rank, relative_score
 from dossier.models import Passage, ScoredPassage
-from dossier.retrieval import reciprocal_rank, relative_score
 from ingest.pipeline import Ingestor
 from tests.conftest import make_settings
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dossier import sentence_table, sentence_vectors
+from dossier.answer.selection import candidates, featurize
 from dossier.engine import Dossier
+from dossier.index import sentence_table, sentence_vectors
 from dossier.models import Passage
-from dossier.selection import candidates, featurize
 from dossier.text import sentence_spans, term_set, terms
 from service.cli import app
 from tests.conftest import SEED_QUESTIONS, assert_same_answer, hashing_seed_engine, seed_index

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dossier import sentence_vectors
-from dossier.embeddings import embed_array, embedder_id
+from dossier.answer.selection import candidates
 from dossier.engine import Dossier
-from dossier.selection import candidates
+from dossier.index import sentence_vectors
+from dossier.index.embeddings import embed_array, embedder_id
 from ingest.pipeline import Ingestor
 from service.cli import app
 from tests.conftest import (

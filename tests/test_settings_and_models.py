@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dossier import embeddings
 from dossier.errors import ConfigurationError, ModelNotInstalled
+from dossier.index import embeddings
 from dossier.settings import Settings
 
 

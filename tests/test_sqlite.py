@@ -1,4 +1,4 @@
-"""dossier.sqlite: WAL files with versioned schemas, written by threads and processes at once."""
+"""dossier.state.sqlite: WAL files with versioned schemas, written by threads and processes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dossier.sqlite import SQLiteFile, connect
+from dossier.state.sqlite import SQLiteFile, connect
 
 MIGRATIONS = [
     "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from dossier.errors import CollectionNotFound, DocumentNotFound, EmbedderMismatch, InvalidInput
+from dossier.index.store import PassageStore, StoredDocument
+from dossier.index.stores import STORES, build_store
 from dossier.models import DocumentInfo, Passage
-from dossier.store import STORES, PassageStore, StoredDocument, build_store
 from tests.conftest import make_settings
 
 BACKENDS = ["chroma-persistent", "memory"]

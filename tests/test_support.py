@@ -11,23 +11,11 @@ import pytest
 from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
 from dossier.settings import Settings
-from dossier.support import (
-    SUPPORT_SCORERS,
-    LLMJudgeScorer,
-    OfflineSupportScorer,
-    ScriptedChat,
-    build_support_scorer,
-    parse_json_reply,
-)
-from dossier.support.features import (
-    acronyms,
-    names,
-    negations,
-    numbers,
-    pair_evidence,
-    units,
-)
 from dossier.text import sentence_spans
+from dossier.verify.features import acronyms, names, negations, numbers, pair_evidence, units
+from dossier.verify.judge import LLMJudgeScorer, ScriptedChat, parse_json_reply
+from dossier.verify.offline import OfflineSupportScorer
+from dossier.verify.registry import SUPPORT_SCORERS, build_support_scorer
 from tests.conftest import BBC, ROOT, SHARED, make_settings
 
 PAIRS = ROOT / "evals" / "datasets" / "support_pairs.jsonl"
@@ -130,7 +118,7 @@ def test_offline_scorer_on_its_labelled_set(offline: OfflineSupportScorer) -> No
         f"recall={recall:.3f} hard-negative recall={hard_recall:.3f} ({hard_caught}/{hard_total})"
     )
     # Development numbers: these pairs were written beside the first, hand-set scorer. The
-    # learned scorer's goals are on its held-out test split (evals/train_support.py:
+    # learned scorer's goals are on its held-out test split (training/train_support.py:
     # accuracy 0.975, hard-negative recall 0.979, paraphrase recall 0.950); here it measured
     # accuracy 0.907, paraphrase recall 0.949 once trained on hand-written paraphrases
     # (0.833 / 0.625 before them).
@@ -189,7 +177,7 @@ def test_settings_default_is_auto() -> None:
     assert Settings(_env_file=None).support_scorer == "auto"  # type: ignore[call-arg]
 
 
-PARAPHRASES = ROOT / "evals" / "datasets" / "support_paraphrases.jsonl"
+PARAPHRASES = ROOT / "training" / "data" / "support_paraphrases.jsonl"
 
 
 @pytest.mark.skipif(not BBC.is_dir(), reason="needs ../shared/benchmarks/news-bbc")

@@ -11,12 +11,13 @@ from typing import Any, cast
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dossier.answering import ExtractiveAnswerer, build_answerer
+from dossier.answer.extractive import ExtractiveAnswerer
+from dossier.answer.llm import LLMAnswerer
+from dossier.answer.registry import build_answerer
 from dossier.engine import Dossier, Retrieved
-from dossier.llm import LLMAnswerer
 from dossier.models import Answer
-from dossier.support import OfflineSupportScorer
 from dossier.testing import LiveServer, free_port
+from dossier.verify.offline import OfflineSupportScorer
 from service.app import create_app
 from tests.conftest import make_settings
 from tests.fake_llm import FakeState, Step, create_fake_app

@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dossier.engine import Dossier
-from dossier.support import OfflineSupportScorer
+from dossier.verify.offline import OfflineSupportScorer
 from evals.loaders import load_seed
 from evals.reports import write_reports
 from evals.runner import SuiteResult, aggregate, load_thresholds, run_suite

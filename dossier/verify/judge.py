@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dossier.support.base import SupportScorer, SupportVerdict
+from dossier.verify.support import SupportScorer, SupportVerdict
 
 log = logging.getLogger(__name__)
 

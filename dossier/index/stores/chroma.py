@@ -23,9 +23,7 @@ from dossier.errors import (
     CollectionNotFound,
     DocumentNotFound,
 )
-from dossier.models import CollectionInfo, DocumentInfo, Passage
-from dossier.settings import Settings
-from dossier.store import (
+from dossier.index.store import (
     DOCS_SUFFIX,
     EMBEDDER_KEY,
     VERSION_KEY,
@@ -34,6 +32,8 @@ from dossier.store import (
     check_embedder,
     validate_collection_name,
 )
+from dossier.models import CollectionInfo, DocumentInfo, Passage
+from dossier.settings import Settings
 
 log = logging.getLogger(__name__)
 

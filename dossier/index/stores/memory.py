@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dossier.errors import CollectionNotFound, DocumentNotFound
-from dossier.models import CollectionInfo, DocumentInfo, Passage
-from dossier.store import (
+from dossier.index.store import (
     PassageStore,
     StoredDocument,
     check_embedder,
     validate_collection_name,
 )
+from dossier.models import CollectionInfo, DocumentInfo, Passage
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Choose how much of the topic a follow-up carries (``CarryPolicy``), on validation only.
 
-    python -m evals.tune_condenser [--out evals/reports/tune_condenser.json]
+    python -m training.tune_condenser [--out training/reports/tune_condenser.json]
 
 Every policy of a small grid answers the **validation** conversations of bbc-qa-dev
 (``evals/splits.py``; the test conversations are never read here) as the chat
@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dossier.conversation import CarryPolicy, Message, OfflineCondenser
+from dossier.chat.condense import CarryPolicy, Message, OfflineCondenser
 from dossier.engine import Dossier
 from dossier.settings import Settings
 from evals import metrics as m
@@ -71,7 +71,7 @@ def _score(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("evals/reports/tune_condenser.json"))
+    parser.add_argument("--out", type=Path, default=Path("training/reports/tune_condenser.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = Settings()

@@ -216,7 +216,7 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         # The shared client: the same timeout, retries and failure reasons as the answerer.
-        from dossier.chat import RetryPolicy, openai_client
+        from dossier.llm.client import RetryPolicy, openai_client
 
         if self._client is None:
             self._client = openai_client(self.base_url, self.api_key, self.timeout)

@@ -1,6 +1,6 @@
 """Fit the offline support scorer on rule-generated pairs, split by article, and report it.
 
-    python -m evals.train_support
+    python -m training.train_support
 
 Labelled pairs (sentence, passage) are generated from gold sentences: the answer
 sentence of a question and the passage around it (three sentences either side, as
@@ -53,38 +53,32 @@ from typing import Any
 
 import numpy as np
 
-from dossier.answer_model import Standardized
-from dossier.embeddings import build_embedder
+from dossier.artifacts import Standardized
+from dossier.index.embeddings import build_embedder
 from dossier.settings import Settings
-from dossier.support.features import (
-    PAIR_FEATURES,
-    is_verbatim,
-    names,
-    sentence_windows,
-)
-from dossier.support.offline import DEFAULT_PATH, OfflineSupportScorer, SupportModel
 from dossier.text import sentence_spans
+from dossier.verify.features import PAIR_FEATURES, is_verbatim, names, sentence_windows
+from dossier.verify.offline import DEFAULT_PATH, OfflineSupportScorer, SupportModel
 from evals.loaders import (
     BBC_DIR,
     DATASETS,
     REPO,
-    _benchmark,
     bbc_dev_rows,
-    bbc_train_rows,
+    benchmark_file,
     read_article,
     read_jsonl,
 )
 from evals.splits import article_of, bbc_dev_split
-from evals.train_answerer import fit_logistic
+from training.datasets import PARAPHRASES, bbc_train_rows
+from training.train_answerer import fit_logistic
 
-log = logging.getLogger("evals.train_support")
+log = logging.getLogger("training.train_support")
 
 SEED = 20261126
-REPORT = REPO / "evals" / "reports" / "train_support.json"
+REPORT = REPO / "training" / "reports" / "train_support.json"
 WINDOW = 3
 PARA_HARD = ("para_number", "para_date", "para_name", "para_negation")
 HARD = ("number", "date", "name", "negation", "same_article", "neighbour", "question", *PARA_HARD)
-PARAPHRASES = DATASETS / "support_paraphrases.jsonl"
 L2_GRID = (0.0, 1e-4, 1e-3, 1e-2)
 
 
@@ -218,7 +212,7 @@ def question_claim(question: str) -> str:
 
 
 def generate(settings: Settings) -> list[Pair]:
-    root = _benchmark(settings, BBC_DIR)
+    root = benchmark_file(settings, BBC_DIR)
     rows: list[tuple[dict[str, Any], str]] = [(r, "train") for r in bbc_train_rows(settings)]
     dev = bbc_dev_rows(settings)
     splits = bbc_dev_split(dev)

@@ -17,25 +17,14 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 
-from dossier.answering import (
-    AnswerContext,
-    Answerer,
-    ExtractiveAnswerer,
-    StreamEvent,
-    TextDelta,
-    refusal,
-)
-from dossier.chat import LLMFailure, OpenAIChat
+from dossier.answer.base import AnswerContext, Answerer, StreamEvent, TextDelta, refusal
+from dossier.answer.extractive import ExtractiveAnswerer
+from dossier.llm.client import LLMFailure, OpenAIChat
 from dossier.models import Answer, ScoredPassage
 from dossier.settings import Settings
-from dossier.support import SupportScorer, build_support_scorer
-from dossier.verification import (
-    MarkerFilter,
-    answer_text,
-    attribute,
-    parse_answer,
-    verify,
-)
+from dossier.verify.citations import MarkerFilter, answer_text, attribute, parse_answer, verify
+from dossier.verify.registry import build_support_scorer
+from dossier.verify.support import SupportScorer
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from dossier.conversation import Message
+from dossier.chat.condense import Message
 from dossier.errors import ConversationFull, ConversationNotFound
 from dossier.models import Answer, AnswerSentence, Citation
-from dossier.sqlite import SQLiteFile
+from dossier.state.sqlite import SQLiteFile
 
 StoredRole = Literal["user", "assistant"]
 

@@ -6,7 +6,7 @@ how it relates to the question (meaning, shared rare words, the kind of thing as
 for), where it sits (passage rank, position in the article) and how it compares with
 the other candidates of the same question, since choosing is relative.
 
-The same code computes the features at training time (``evals/train_answerer.py``)
+The same code computes the features at training time (``training/train_answerer.py``)
 and at answer time, so what the model was fit on is what it sees.
 """
 
@@ -20,8 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from dossier.index.sentence_table import PassageSentences
 from dossier.models import Passage, ScoredPassage
-from dossier.sentence_table import PassageSentences
 from dossier.text import TermMatcher, sentence_spans, term_matches, term_set, terms
 
 _MONTH = (

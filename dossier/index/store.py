@@ -1,7 +1,7 @@
-"""Where passages and documents live: the interface every backend implements, and the registry.
+"""Where passages and documents live: the interface every backend implements.
 
-Backends live in ``dossier.stores`` (Chroma, in-memory) and are imported only when
-chosen by ``DOSSIER_STORE``. Each passes the one contract suite in
+Backends live in ``dossier.index.stores`` (Chroma, in-memory), whose registry imports
+one only when ``DOSSIER_STORE`` chooses it. Each passes the one contract suite in
 ``tests/test_store_contract.py``. A document record is written after its passages,
 so it doubles as the commit marker that makes ingestion crash-safe and idempotent.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,6 @@ from dossier.errors import (
     InvalidInput,
 )
 from dossier.models import CollectionInfo, DocumentInfo, Passage
-from dossier.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,32 +122,3 @@ class PassageStore(ABC):
     @abstractmethod
     def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
         """The k nearest passages with their cosine similarity."""
-
-
-def _persistent(settings: Settings) -> PassageStore:
-    from dossier.stores.chroma import persistent
-
-    return persistent(settings)
-
-
-def _http(settings: Settings) -> PassageStore:
-    from dossier.stores.chroma import http
-
-    return http(settings)
-
-
-def _memory(settings: Settings) -> PassageStore:
-    from dossier.stores.memory import MemoryStore
-
-    return MemoryStore()
-
-
-STORES: dict[str, Callable[[Settings], PassageStore]] = {
-    "chroma-persistent": _persistent,
-    "chroma-http": _http,
-    "memory": _memory,
-}
-
-
-def build_store(settings: Settings) -> PassageStore:
-    return STORES[settings.store](settings)

@@ -1,11 +1,11 @@
-"""Does a passage support a sentence? Scorers shared by the evals and answer verification.
+"""The support-scorer registry: ``DOSSIER_SUPPORT_SCORER`` names one of :data:`SUPPORT_SCORERS`.
 
-* :mod:`~dossier.support.base`: the :class:`SupportScorer` interface and its verdict.
-* :mod:`~dossier.support.features`: text features of a (sentence, passage) pair.
-* :mod:`~dossier.support.offline`: :class:`OfflineSupportScorer`, no network or LLM.
-* :mod:`~dossier.support.judge`: :class:`LLMJudgeScorer`, claims judged by a chat model.
+* :mod:`~dossier.verify.support`: the :class:`SupportScorer` interface and its verdict.
+* :mod:`~dossier.verify.features`: text features of a (sentence, passage) pair.
+* :mod:`~dossier.verify.offline`: :class:`OfflineSupportScorer`, no network or LLM.
+* :mod:`~dossier.verify.judge`: :class:`LLMJudgeScorer`, claims judged by a chat model.
 
-They are chosen by name (``DOSSIER_SUPPORT_SCORER``) through :data:`SUPPORT_SCORERS`.
+Each factory imports its scorer when called, so no scorer module imports this one.
 """
 
 from __future__ import annotations
@@ -14,26 +14,15 @@ from collections.abc import Callable
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.embeddings import build_embedder
 from dossier.errors import ConfigurationError
 from dossier.settings import Settings
-from dossier.support.base import SupportScorer, SupportVerdict
-from dossier.support.judge import LLMJudgeScorer, ScriptedChat, parse_json_reply
-from dossier.support.offline import OfflineSupportScorer
-
-__all__ = [
-    "SUPPORT_SCORERS",
-    "LLMJudgeScorer",
-    "OfflineSupportScorer",
-    "ScriptedChat",
-    "SupportScorer",
-    "SupportVerdict",
-    "build_support_scorer",
-    "parse_json_reply",
-]
+from dossier.verify.support import SupportScorer
 
 
 def _offline(settings: Settings, embedder: BaseEmbedding | None) -> SupportScorer:
+    from dossier.index.embeddings import build_embedder
+    from dossier.verify.offline import OfflineSupportScorer
+
     return OfflineSupportScorer(
         embedder or build_embedder(settings), threshold=settings.support_threshold
     )
@@ -44,7 +33,8 @@ def _llm_judge(settings: Settings, embedder: BaseEmbedding | None) -> SupportSco
         raise ConfigurationError(
             "The llm-judge support scorer needs DOSSIER_LLM_BASE_URL and DOSSIER_LLM_MODEL."
         )
-    from dossier.chat import OpenAIChat
+    from dossier.llm.client import OpenAIChat
+    from dossier.verify.judge import LLMJudgeScorer
 
     # The judge's verdicts are short JSON; temperature 0 keeps them repeatable.
     return LLMJudgeScorer(

@@ -2,7 +2,7 @@
 
 A logistic model over the features of :mod:`dossier.support.features` (the bundled
 embedder's similarity, lexical coverage, and the hard checks on numbers, units,
-names and negation that embeddings cannot see), fit by ``evals/train_support.py``
+names and negation that embeddings cannot see), fit by ``training/train_support.py``
 on rule-generated pairs, split by article. A sentence quoted verbatim from the
 passage is supported without the model.
 """
@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.answer_model import Standardized
-from dossier.artifacts import DATA, read_artifact, write_artifact
-from dossier.embeddings import embed_array
-from dossier.support.base import SupportScorer, SupportVerdict
-from dossier.support.features import is_verbatim, pair_evidence, sentence_windows
+from dossier.artifacts import DATA, Standardized, read_artifact, write_artifact
+from dossier.index.embeddings import embed_array
+from dossier.verify.features import is_verbatim, pair_evidence, sentence_windows
+from dossier.verify.support import SupportScorer, SupportVerdict
 
 DEFAULT_PATH = DATA / "support_model.json"
 
@@ -53,7 +52,7 @@ def load_support_model(path: Path = DEFAULT_PATH) -> SupportModel:
 
 @lru_cache(maxsize=4)
 def _load(path_str: str) -> SupportModel:
-    data = read_artifact(Path(path_str), "python -m evals.train_support")
+    data = read_artifact(Path(path_str), "python -m training.train_support")
     return SupportModel(
         Standardized.from_json(data["model"]), float(data["threshold"]), dict(data["meta"])
     )

@@ -1,6 +1,6 @@
 """Fit the answer model (sentence scorer + answerability) and report it beside baselines.
 
-    python -m evals.train_answerer            # fit, choose, report, write the artefact
+    python -m training.train_answerer            # fit, choose, report, write the artefact
 
 Reproducible: fixed seed, fixed splits (``evals/splits.py``, by article, chosen before
 any result was seen), deterministic optimiser (L-BFGS from a seeded start).
@@ -19,7 +19,7 @@ SQuAD 2.0 half A              4 articles             2 articles             2 ar
 ===========================  =====================  =====================  ============
 
 Every question is retrieved as the service would (hybrid retrieval, ``top_k``
-passages), its candidates featurised by :mod:`dossier.selection`, and labelled: a
+passages), its candidates featurised by :mod:`dossier.answer.selection`, and labelled: a
 candidate is positive when it overlaps the gold sentence (bbc) or holds a gold answer
 (SQuAD) in the gold document. Options compared on validation: the linear listwise
 scorer and a one-hidden-layer one, each trained on in-domain data only or on
@@ -51,11 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from dossier.answer_model import DEFAULT_PATH, AnswerModel, Standardized, compose, softmax
-from dossier.answering import RulesAnswerer
-from dossier.conversation import Message
-from dossier.engine import Dossier
-from dossier.selection import (
+from dossier.answer.extractive import RulesAnswerer
+from dossier.answer.model import DEFAULT_PATH, AnswerModel, compose, softmax
+from dossier.answer.selection import (
     ANSWERABILITY_FEATURES,
     FEATURES,
     TEXT_FEATURES,
@@ -63,15 +61,16 @@ from dossier.selection import (
     candidates,
     featurize,
 )
+from dossier.artifacts import Standardized
+from dossier.chat.condense import Message
+from dossier.engine import Dossier
 from dossier.settings import Settings
 from evals import metrics as m
 from evals.loaders import (
     BBC_COLLECTION,
-    BBC_TRAIN_FILE,
     REPO,
     EvalQuestion,
     bbc_dev_rows,
-    bbc_train_rows,
     load_bbc,
     load_bbc_chat,
     load_seed,
@@ -80,8 +79,9 @@ from evals.loaders import (
 )
 from evals.runner import ingest_suite
 from evals.splits import article_of, bbc_dev_split
+from training.datasets import BBC_TRAIN_FILE, bbc_train_rows
 
-log = logging.getLogger("evals.train_answerer")
+log = logging.getLogger("training.train_answerer")
 
 SEED = 20261126
 # SQuAD questions featurised per split: enough to fit and choose, and the whole gate sample
@@ -94,7 +94,7 @@ SQUAD_SAMPLE = {"train": 500, "validation": 300, "test": 300}
 UNUSED_FEATURES = ("position", "lead")
 # The chat calibration's false-refusal target, as a share of --max-false-refusal.
 CHAT_FALSE_REFUSAL_SHARE = 0.5
-REPORT = REPO / "evals" / "reports" / "train_answerer.json"
+REPORT = REPO / "training" / "reports" / "train_answerer.json"
 
 
 @dataclass
@@ -272,7 +272,7 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
 
 def _light(scored: Any) -> Any:
     # Candidates hold passages; the answerability features need only terms and titles.
-    from dossier.selection import Scored
+    from dossier.answer.selection import Scored
 
     light = [
         type(c)(

@@ -3,7 +3,7 @@
 The default, :class:`ExtractiveAnswerer`, needs no language model: it answers
 with the passages' own sentences, so every sentence is supported by the passage
 it cites by construction. Which sentences, and whether to answer at all, is
-decided by the learned answer model (:mod:`dossier.answer_model`): a sentence
+decided by the learned answer model (:mod:`dossier.answer.model`): a sentence
 scorer and a calibrated probability that the retrieved text answers the question.
 
 Two more answerers are kept for comparison, never as defaults:
@@ -16,49 +16,22 @@ from __future__ import annotations
 
 import itertools
 import re
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dossier.answer_model import AnswerModel, load_answer_model
+from dossier.answer.base import AnswerContext, Answerer, cited_answer, refusal
+from dossier.answer.model import AnswerModel, load_answer_model
+from dossier.answer.selection import Candidate, answerability_features, candidates, featurize
 from dossier.errors import ConfigurationError
-from dossier.models import Answer, AnswerSentence, Citation, Passage, ScoredPassage
-from dossier.selection import Candidate, answerability_features, candidates, featurize
-from dossier.sentence_table import PassageSentences
+from dossier.models import Answer, ScoredPassage
 from dossier.text import coverage, normalized, sentence_spans, terms
 
 if TYPE_CHECKING:
-    from dossier.settings import Settings
-
-REFUSAL_TEXT = "The corpus does not say. None of the retrieved passages answers this question."
-
-
-@dataclass(frozen=True)
-class AnswerContext:
-    """What an answerer may use beyond the passages: corpus statistics, and the embedder."""
-
-    collection: str
-    idf: Callable[[str], float]
-    # Unit vectors for texts, and the question's own, when an embedder is at hand.
-    embed: Callable[[Sequence[str]], np.ndarray] | None = None
-    question_vector: np.ndarray | None = None
-    # In a conversation: sentences the user was already shown in earlier answers
-    # (normalized). A follow-up asks for something new, so they are not offered again
-    # while any other sentence is left.
-    seen: frozenset[str] = frozenset()
-    # This collection's refusal threshold on P(answerable), when it has its own: a number,
-    # or the name of one of the answer model's calibrations ("news", "squad2").
-    answerable_threshold: float | str | None = None
-    # A conversation's later turn (the question was condensed from the history): without a
-    # threshold of the collection's own, the model's "chat" calibration applies.
-    in_conversation: bool = False
-    # A passage's sentence spans and terms, from the collection's index (saved at ingest);
-    # None: the answerer computes them.
-    sentences: Callable[[Passage], PassageSentences] | None = None
+    pass
 
 
 def unseen(cands: list[Candidate], context: AnswerContext) -> list[Candidate]:
@@ -66,35 +39,6 @@ def unseen(cands: list[Candidate], context: AnswerContext) -> list[Candidate]:
         return cands
     fresh = [c for c in cands if normalized(c.text) not in context.seen]
     return fresh or cands
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of an answer's text as it is written (markers to unknown passages removed)."""
-
-    text: str
-
-
-StreamEvent = TextDelta | Answer
-
-
-class Answerer(ABC):
-    name: str
-
-    @abstractmethod
-    def answer(
-        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
-    ) -> Answer: ...
-
-    def stream(
-        self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
-    ) -> Generator[StreamEvent, None, None]:
-        """Text deltas while the answer is written, then the final Answer.
-
-        Answerers that compose the whole answer at once (the extractive ones) yield just
-        the Answer; a generating answerer overrides this to yield text as it arrives.
-        """
-        yield self.answer(question, passages, context)
 
 
 @dataclass(frozen=True)
@@ -148,56 +92,6 @@ def answer_type_match(question: str, sentence: str) -> bool | None:
         if asks.search(question):
             return bool(holds.search(sentence))
     return None
-
-
-def refusal(
-    question: str,
-    collection: str,
-    name: str,
-    reason: str,
-    passages: Sequence[ScoredPassage],
-    answerable_probability: float | None = None,
-) -> Answer:
-    return Answer(
-        question=question,
-        collection=collection,
-        text=REFUSAL_TEXT,
-        sentences=[],
-        citations=[],
-        refused=True,
-        answerer=name,
-        passages=list(passages),
-        refusal_reason=reason,
-        answerable_probability=answerable_probability,
-    )
-
-
-def cited_answer(
-    question: str,
-    collection: str,
-    name: str,
-    passages: Sequence[ScoredPassage],
-    chosen: Sequence[Candidate],
-    answerable_probability: float | None = None,
-) -> Answer:
-    """An answer made of the chosen sentences in the given order, each citing its span."""
-    citations: list[Citation] = []
-    sentences: list[AnswerSentence] = []
-    for c in chosen:
-        number = len(citations) + 1
-        citations.append(Citation.of(number, c.passage.passage, c.start, c.end))
-        sentences.append(AnswerSentence(text=c.text, citations=(number,), supported=True))
-    return Answer(
-        question=question,
-        collection=collection,
-        text=" ".join(f"{s.text} [{s.citations[0]}]" for s in sentences),
-        sentences=sentences,
-        citations=citations,
-        refused=False,
-        answerer=name,
-        passages=list(passages),
-        answerable_probability=answerable_probability,
-    )
 
 
 class ExtractiveAnswerer(Answerer):
@@ -477,74 +371,3 @@ class RulesAnswerer(Answerer):
             passages,
             [Candidate(c.passage, c.rank, c.start, c.end, c.text, c.terms) for c in chosen],
         )
-
-
-# -- the registry: DOSSIER_ANSWERER names one of these --------------------------------
-
-AnswererFactory = Callable[["Settings"], Answerer]
-ANSWERERS: dict[str, AnswererFactory] = {}
-
-
-def register_answerer(name: str) -> Callable[[AnswererFactory], AnswererFactory]:
-    def add(factory: AnswererFactory) -> AnswererFactory:
-        ANSWERERS[name] = factory
-        return factory
-
-    return add
-
-
-def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
-    name = name or settings.answerer
-    try:
-        factory = ANSWERERS[name]
-    except KeyError:
-        raise ConfigurationError(
-            f"Unknown answerer {name!r}; choose one of {', '.join(sorted(ANSWERERS))}."
-        ) from None
-    return factory(settings)
-
-
-@register_answerer("extractive")
-def _extractive(settings: Settings) -> Answerer:
-    return ExtractiveAnswerer(
-        model_path=settings.answer_model_path,
-        max_sentences=settings.max_answer_sentences,
-        threshold=settings.answerable_threshold,
-    )
-
-
-@register_answerer("rules")
-def _rules(settings: Settings) -> Answerer:
-    return RulesAnswerer(
-        max_sentences=settings.max_answer_sentences,
-        min_coverage=settings.refusal_min_coverage,
-        min_similarity=settings.refusal_min_similarity,
-        min_sentence_similarity=settings.refusal_min_sentence_similarity,
-    )
-
-
-@register_answerer("cosine")
-def _cosine(settings: Settings) -> Answerer:
-    return CosineAnswerer()
-
-
-@register_answerer("llm")
-def _llm(settings: Settings) -> Answerer:
-    from dossier.errors import ConfigurationError
-
-    missing = [
-        f"DOSSIER_{name.upper()}"
-        for name in ("llm_base_url", "llm_model")
-        if not getattr(settings, name)
-    ]
-    if missing:
-        raise ConfigurationError(
-            f"DOSSIER_ANSWERER=llm needs {' and '.join(missing)}: the base URL of an "
-            "OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1) and the model it "
-            "serves; set DOSSIER_LLM_API_KEY too if the endpoint wants a key."
-        )
-    from dossier.llm import LLMAnswerer  # the openai client is only imported when used
-
-    gate = _extractive(settings)
-    assert isinstance(gate, ExtractiveAnswerer)
-    return LLMAnswerer(settings, fallback=gate, gate=gate)

@@ -33,11 +33,11 @@ from typing import Any, overload
 
 import numpy as np
 
-from dossier import sentence_table, sentence_vectors
+from dossier.index import sentence_table, sentence_vectors
+from dossier.index.sentence_table import PassageSentences, SentenceTable
+from dossier.index.sentence_vectors import SentenceVectors
+from dossier.index.store import PassageStore
 from dossier.models import Passage
-from dossier.sentence_table import PassageSentences, SentenceTable
-from dossier.sentence_vectors import SentenceVectors
-from dossier.store import PassageStore
 from dossier.text import indexed_text, terms
 
 log = logging.getLogger(__name__)

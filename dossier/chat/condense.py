@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Literal
 
 from dossier.errors import InvalidInput
 from dossier.text import normalized, sentence_spans, stopwords, terms, words
-from dossier.verification import strip_markers
+from dossier.verify.citations import strip_markers
 
 if TYPE_CHECKING:
-    from dossier.chat import OpenAIChat
+    from dossier.llm.client import OpenAIChat
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Topic:
 class CarryPolicy:
     """How much of the topic a follow-up carries.
 
-    The defaults are what ``python -m evals.tune_condenser`` chose on the validation
+    The defaults are what ``python -m training.tune_condenser`` chose on the validation
     conversations (follow-up hit@5 1.00 and key facts 0.80, against 0.40 / 0.30 asked
     as typed): the latest name and two rare words of the user's questions. Words from
     Dossier's own answers, more names, and skipping sentences already shown all scored
@@ -312,7 +312,7 @@ class LLMCondenser(Condenser):
             # A message that stands alone on a new topic is not sent to the model: a small
             # model pulled bbc-chat's topic switches back to the old topic (SmolLM2 run).
             return offline
-        from dossier.chat import LLMFailure
+        from dossier.llm.client import LLMFailure
 
         try:
             raw = self.chat.complete(self._messages(history, question))

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.embeddings import embed_array
-from dossier.lexical import LexicalIndex, LexicalIndexes
+from dossier.index.embeddings import embed_array
+from dossier.index.lexical import LexicalIndex, LexicalIndexes
+from dossier.index.store import PassageStore
 from dossier.models import ScoredPassage
-from dossier.store import PassageStore
 from dossier.text import TermMatcher, terms
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The learned answer model: a sentence scorer and an answerability probability.
 
 Both are small enough to evaluate in numpy (no torch at run time) and are stored as
-one JSON artefact that ``evals/train_answerer.py`` writes, with its sha256 beside it:
+one JSON artefact that ``training/train_answerer.py`` writes, with its sha256 beside it:
 a damaged or hand-edited artefact is refused at load instead of answering wrongly.
 
 * The **sentence scorer** gives each candidate a logit; a softmax over the candidates
@@ -28,53 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from dossier.artifacts import DATA, read_artifact, write_artifact
+from dossier.artifacts import DATA, Standardized, read_artifact, write_artifact
 
 DEFAULT_PATH = DATA / "answer_model.json"
-
-
-@dataclass(frozen=True)
-class Standardized:
-    """An affine model over standardised features: z = (x - mean) / std."""
-
-    names: tuple[str, ...]
-    mean: np.ndarray
-    std: np.ndarray
-    # Hidden layers (tanh), then a linear output; a plain linear model has none.
-    hidden: tuple[tuple[np.ndarray, np.ndarray], ...]
-    weights: np.ndarray
-    bias: float
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        h = (np.asarray(X, dtype=np.float64) - self.mean) / self.std
-        for W, b in self.hidden:
-            h = np.tanh(h @ W + b)
-        out: np.ndarray = h @ self.weights + self.bias
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "names": list(self.names),
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "hidden": [[W.tolist(), b.tolist()] for W, b in self.hidden],
-            "weights": self.weights.tolist(),
-            "bias": float(self.bias),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Standardized:
-        return cls(
-            names=tuple(data["names"]),
-            mean=np.asarray(data["mean"], dtype=np.float64),
-            std=np.asarray(data["std"], dtype=np.float64),
-            hidden=tuple(
-                (np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64))
-                for W, b in data["hidden"]
-            ),
-            weights=np.asarray(data["weights"], dtype=np.float64),
-            bias=float(data["bias"]),
-        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -155,4 +111,4 @@ def load_answer_model(path: Path = DEFAULT_PATH) -> AnswerModel:
 
 @lru_cache(maxsize=4)
 def _load(path_str: str) -> AnswerModel:
-    return AnswerModel.from_json(read_artifact(Path(path_str), "python -m evals.train_answerer"))
+    return AnswerModel.from_json(read_artifact(Path(path_str), "python -m training.train_answerer"))

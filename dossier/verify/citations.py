@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from dossier.models import AnswerSentence, Citation, Passage, ScoredPassage
-from dossier.support import SupportScorer
 from dossier.text import sentence_spans, terms
+from dossier.verify.support import SupportScorer
 
 # "[2]", "[1, 3]", "[Passage 2]": what small models write for a citation.
 _MARKER = re.compile(r"\[\s*(?:passage\s*)?(\d{1,3}(?:\s*,\s*\d{1,3})*)\s*\]", re.IGNORECASE)

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dossier import sentence_table
+from dossier.index import sentence_table
+from dossier.index.sentence_table import PassageSentences, SentenceTable, text_key
 from dossier.models import Passage
-from dossier.sentence_table import PassageSentences, SentenceTable, text_key
 from dossier.text import sentence_spans
 
 log = logging.getLogger(__name__)

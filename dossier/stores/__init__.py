@@ -1,1 +1,0 @@
-"""Store backends; ``dossier.store.STORES`` picks one by ``DOSSIER_STORE``."""
