@@ -1,0 +1,1 @@
+"""Conversations: follow-ups condensed to standalone questions, and stored conversations."""

@@ -1,0 +1,1 @@
+"""Passages in, passages out: the store interface and backends, embeddings, BM25, retrieval."""

@@ -1,0 +1,1 @@
+"""The one OpenAI-compatible client every stage shares (retries, timeouts, failures)."""

@@ -1,0 +1,1 @@
+"""State on disk: SQLite files with versioned schemas (keys, feedback, conversations)."""
