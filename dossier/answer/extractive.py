@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,9 +28,6 @@ from dossier.answer.selection import Candidate, answerability_features, candidat
 from dossier.errors import ConfigurationError
 from dossier.models import Answer, ScoredPassage
 from dossier.text import coverage, normalized, sentence_spans, terms
-
-if TYPE_CHECKING:
-    pass
 
 
 def unseen(cands: list[Candidate], context: AnswerContext) -> list[Candidate]:
