@@ -20,13 +20,18 @@ PARAPHRASES = DATA / "support_paraphrases.jsonl"
 
 
 def bbc_train_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Our training questions, with each gold sentence read back from its article.
+    """Our training questions, with each gold sentence read back from its article."""
+    return rows_with_gold(settings, BBC_TRAIN_FILE)
 
-    The file stores character offsets rather than the sentence, so no BBC text is
+
+def rows_with_gold(settings: Settings, path: Path) -> list[dict[str, Any]]:
+    """Question rows of ``path`` with each gold sentence read back from its article.
+
+    The files store character offsets rather than the sentence, so no BBC text is
     copied into the repository.
     """
     root = benchmark_file(settings, BBC_DIR)
-    rows = read_jsonl(BBC_TRAIN_FILE)
+    rows = read_jsonl(path)
     texts: dict[str, str] = {}
     for row in rows:
         if row.get("type") == "answerable":

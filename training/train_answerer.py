@@ -223,25 +223,9 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
         question = r.question
         cands = candidates(r.passages)
         scored = featurize(question, r.context.question_vector, cands, r.context.idf, embed)
-        gold_ids = {doc_ids[q.collection][d] for d in q.docs if d in doc_ids[q.collection]}
-        gold_spans: list[tuple[int, int]] = []
-        for doc_id in gold_ids:
-            key = (q.collection, doc_id)
-            if key not in texts:
-                texts[key] = engine.store.get_document(q.collection, doc_id).text
-            for span in [q.gold_span] if q.gold_span else q.answers:
-                gold_spans.extend(m.span_offsets(texts[key], span))
-        gold_doc = np.array([c.doc_id in gold_ids for c in cands], dtype=bool)
-        positive = np.array(
-            [
-                gd and any(c.start < e and s < c.end for s, e in gold_spans)
-                for c, gd in zip(cands, gold_doc, strict=True)
-            ],
-            dtype=bool,
+        gold_ids, gold_doc, positive, facts = gold_labels(
+            engine, q, cands, doc_ids[q.collection], texts
         )
-        facts = np.array(
-            [[m.contains_fact(c.text, alts) for alts in q.key_facts] for c in cands], dtype=bool
-        ).reshape(len(cands), len(q.key_facts))
         old = rules.answer(question, r.passages, r.context)
         old_text = m.strip_markers(old.text)
         cited = any(c.doc_id in gold_ids for c in old.citations)
@@ -268,6 +252,38 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
         if n % 200 == 0:
             log.info("featurised %d/%d (%.0f s)", n, len(questions), time.perf_counter() - started)
     return samples
+
+
+def gold_labels(
+    engine: Dossier,
+    q: RawQuestion,
+    cands: Sequence[Any],
+    doc_ids: dict[str, str],
+    texts: dict[tuple[str, str], str],
+) -> tuple[set[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(gold doc ids, candidate is from a gold document, overlaps the gold sentence (bbc) or
+    holds a gold answer (squad) in it, candidates x key facts held). ``texts`` caches the
+    gold documents' text across questions."""
+    gold_ids = {doc_ids[d] for d in q.docs if d in doc_ids}
+    spans: list[tuple[int, int]] = []
+    for doc_id in gold_ids:
+        key = (q.collection, doc_id)
+        if key not in texts:
+            texts[key] = engine.store.get_document(q.collection, doc_id).text
+        for span in [q.gold_span] if q.gold_span else q.answers:
+            spans.extend(m.span_offsets(texts[key], span))
+    gold_doc = np.array([c.doc_id in gold_ids for c in cands], dtype=bool)
+    positive = np.array(
+        [
+            g and any(c.start < e and s < c.end for s, e in spans)
+            for c, g in zip(cands, gold_doc, strict=True)
+        ],
+        dtype=bool,
+    )
+    facts = np.array(
+        [[m.contains_fact(c.text, alts) for alts in q.key_facts] for c in cands], dtype=bool
+    ).reshape(len(cands), len(q.key_facts))
+    return gold_ids, gold_doc, positive, facts
 
 
 def _light(scored: Any) -> Any:
