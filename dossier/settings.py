@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     # The default answerer's learned model; None is the artefact shipped in dossier/data/.
     answer_model_path: Path | None = None
+    # "neural": the cross-encoder rereads the linear model's best few sentences and decides
+    # with it (dossier/answer/neural.py); "linear": the linear model alone (faster).
+    answer_model: Literal["neural", "linear"] = "neural"
+    neural_model_path: Path | None = Field(
+        default=None, description="The neural answer model's artefact; None: the shipped one."
+    )
     # Refuse below this P(answerable); None is the model's (chosen on news validation
     # questions for at most 10% false refusals).
     answerable_threshold: float | None = Field(default=None, ge=0.0, le=1.0)

@@ -41,6 +41,9 @@ def run(
         ci = "" if r.low is None or r.high is None else f"  [{r.low:.3f}, {r.high:.3f}]"
         value = "n/a" if r.value is None else f"{r.value:.3f}"
         echo(f"{r.name:20s} {value}{ci}  n={r.n}")
+    for kind, row in result.by_kind().items():
+        shown = "  ".join(f"{k}={v:.3f}" for k, v in row.items() if k != "n")
+        echo(f"  {kind} (n={row['n']:.0f}): {shown}")
     paths = write_reports(result, out)
     echo(f"reports: {', '.join(str(p) for p in paths.values())}")
     if result.misses:

@@ -20,6 +20,7 @@ import numpy as np
 from llama_index.core.evaluation.retrieval.metrics import MRR, HitRate
 
 from dossier.models import Passage
+from dossier.text import sentence_spans
 
 T = TypeVar("T")
 
@@ -65,6 +66,34 @@ def cited_key_fact_recall(
     if not any(d in gold_docs for d in cited_docs):
         return 0.0
     return key_fact_recall(answer, facts)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a piece of answer text, as the reader meets it."""
+    spans = sentence_spans(text)
+    return text[slice(*spans[0])] if spans else text.strip()
+
+
+def first_sentence_key_fact_cited(
+    sentences: Sequence[tuple[str, Sequence[str]]],
+    facts: Sequence[Sequence[str]],
+    gold_docs: Collection[str],
+) -> float:
+    """Key-fact recall of the answer's first sentence alone, counted only when that sentence
+    cites a gold document. ``sentences``: the answer's sentences, each with the documents it
+    cites. A reader who stops after one sentence got what this measures; padding cannot
+    raise it."""
+    if not sentences:
+        return 0.0
+    text, cited = sentences[0]
+    if not any(d in gold_docs for d in cited):
+        return 0.0
+    return key_fact_recall(first_sentence(text), facts)
+
+
+def sentence_count(texts: Sequence[str]) -> int:
+    """How many sentences the reader reads: an answer's sentences, split as written."""
+    return sum(max(1, len(sentence_spans(t))) for t in texts if t.strip())
 
 
 def squad_normalize(text: str) -> str:

@@ -47,9 +47,27 @@ def markdown(result: SuiteResult) -> str:
     kinds: dict[str, list[QuestionResult]] = {}
     for q in result.questions:
         kinds.setdefault(q.kind, []).append(q)
-    lines += ["", "| question kind | n | passed |", "|---|---|---|"]
+    by_kind = result.by_kind()
+    lines += [
+        "",
+        "| question kind | n | passed | refused | first sentence (cited) | baseline | "
+        "key fact anywhere (cited) | false refusal | sentences |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for kind, qs in sorted(kinds.items()):
-        lines.append(f"| {kind} | {len(qs)} | {sum(q.passed for q in qs)} |")
+        row = by_kind[kind]
+        shown = " | ".join(
+            _fmt(row.get(name))
+            for name in (
+                "refused",
+                "first_sentence_key_fact_cited",
+                "baseline_first_sentence_key_fact_cited",
+                "key_fact_recall_cited",
+                "false_refusal",
+                "sentences_per_answer",
+            )
+        )
+        lines.append(f"| {kind} | {len(qs)} | {sum(q.passed for q in qs)} | {shown} |")
     failed = sorted((q for q in result.questions if not q.passed), key=_severity)
     lines += ["", f"## Worst failures ({min(WORST, len(failed))} of {len(failed)})"]
     for q in failed[:WORST]:
@@ -81,6 +99,7 @@ def as_json(result: SuiteResult) -> dict[str, object]:
         "misses": result.misses,
         "seconds": round(result.seconds, 2),
         "metrics": {k: asdict(v) for k, v in result.metrics.items()},
+        "by_kind": result.by_kind(),
         "questions": [asdict(q) | {"passed": q.passed} for q in result.questions],
         "ingest": result.ingest,
     }

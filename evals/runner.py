@@ -114,6 +114,37 @@ class SuiteResult:
     def passed(self) -> bool:
         return not self.misses
 
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        """Each answer metric per question kind (factoid, why/how, conversation turns, ...),
+        and how many questions of that kind were refused."""
+        kinds: dict[str, list[QuestionResult]] = {}
+        for q in self.questions:
+            kinds.setdefault(q.kind, []).append(q)
+        out: dict[str, dict[str, float]] = {}
+        for kind, qs in sorted(kinds.items()):
+            row: dict[str, float] = {"n": float(len(qs)), "refused": _mean(q.refused for q in qs)}
+            for name in ANSWER_METRICS:
+                values = [q.metrics[name] for q in qs if name in q.metrics]
+                if values:
+                    row[name] = _mean(values)
+            out[kind] = row
+        return out
+
+
+# What a reader sees, reported per question kind beside the suite's totals.
+ANSWER_METRICS = (
+    "first_sentence_key_fact_cited",
+    "baseline_first_sentence_key_fact_cited",
+    "key_fact_recall_cited",
+    "false_refusal",
+    "sentences_per_answer",
+)
+
+
+def _mean(values: Iterable[float]) -> float:
+    v = [float(x) for x in values]
+    return round(sum(v) / len(v), 4) if v else 0.0
+
 
 def _suite_table(suite: str, path: Path) -> dict[str, dict[str, float]]:
     if not path.exists():
@@ -219,6 +250,14 @@ class Evaluator:
         if collection not in self._gold:
             self._gold[collection] = _Gold(self.engine, collection)
         return self._gold[collection]
+
+    @staticmethod
+    def _cited_sentences(answer: Answer) -> list[tuple[str, list[str]]]:
+        """The answer's sentences in order, each with the documents it cites."""
+        if answer.refused:
+            return []
+        doc_of = {c.number: c.doc_id for c in answer.citations}
+        return [(s.text, [doc_of[n] for n in s.citations if n in doc_of]) for s in answer.sentences]
 
     def _citations(self, answer: Answer) -> tuple[list[CitationCheck], dict[str, float], list[str]]:
         by_number = {c.number: c for c in answer.citations}
@@ -336,6 +375,9 @@ class Evaluator:
             hit = m.retrieval_scores(expected, ranked, [self.top_k])[f"recall@{self.top_k}"]
             out[f"follow_up_{mode}hit@{self.top_k}"] = hit
             out[f"follow_up_{mode}key_fact_recall"] = m.key_fact_recall(text, q.key_facts)
+            out[f"follow_up_{mode}first_sentence_key_fact_cited"] = m.first_sentence_key_fact_cited(
+                self._cited_sentences(other), q.key_facts, gold_docs
+            )
         return out
 
     def evaluate(self, q: EvalQuestion) -> QuestionResult:
@@ -364,6 +406,9 @@ class Evaluator:
                     scores["key_fact_recall_cited"] = m.cited_key_fact_recall(
                         text, q.key_facts, [c.doc_id for c in answer.citations], gold_docs
                     )
+                    scores["first_sentence_key_fact_cited"] = m.first_sentence_key_fact_cited(
+                        self._cited_sentences(answer), q.key_facts, gold_docs
+                    )
                 if self.baseline is not None:
                     base = self.baseline.answer(r.question, r.passages, r.context)
                     base_text = "" if base.refused else m.strip_markers(base.text)
@@ -371,6 +416,11 @@ class Evaluator:
                     if gold_docs:
                         scores["baseline_key_fact_recall_cited"] = m.cited_key_fact_recall(
                             base_text, q.key_facts, [c.doc_id for c in base.citations], gold_docs
+                        )
+                        scores["baseline_first_sentence_key_fact_cited"] = (
+                            m.first_sentence_key_fact_cited(
+                                self._cited_sentences(base), q.key_facts, gold_docs
+                            )
                         )
                 missing = [alts for alts in q.key_facts if not m.contains_fact(text, alts)]
                 if missing and not answer.refused:
@@ -392,6 +442,10 @@ class Evaluator:
             scores["f1"] = m.token_f1(text, golds)
             if q.answerable:
                 scores["f1_answerable"] = scores["f1"]
+        if not answer.refused:
+            scores["sentences_per_answer"] = float(
+                m.sentence_count([s.text for s in answer.sentences] or [text])
+            )
         scores["degraded"] = float(answer.degraded)
         checks: list[CitationCheck] = []
         if not answer.refused:
@@ -443,6 +497,12 @@ def derived(metrics: dict[str, MetricResult], top_k: int) -> dict[str, float]:
     )
     if kf and kref and kf.value is not None and kref.value is not None:
         out["follow_up_key_fact_gap"] = kref.value - kf.value
+    first, first_ref = (
+        metrics.get("follow_up_first_sentence_key_fact_cited"),
+        metrics.get("follow_up_standalone_first_sentence_key_fact_cited"),
+    )
+    if first and first_ref and first.value is not None and first_ref.value is not None:
+        out["follow_up_first_sentence_gap"] = first_ref.value - first.value
     return out
 
 

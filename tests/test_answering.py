@@ -11,18 +11,20 @@ import pytest
 from dossier.answer.base import AnswerContext
 from dossier.answer.extractive import ExtractiveAnswerer
 from dossier.answer.model import DEFAULT_PATH, load_answer_model
+from dossier.answer.neural import joined
 from dossier.answer.registry import build_answerer
 from dossier.answer.selection import candidates, featurize
 from dossier.engine import Dossier
 from dossier.errors import ConfigurationError, InvalidInput, ModelNotInstalled
 from dossier.settings import Settings
+from dossier.text import sentence_spans
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue #8: the model leads with 'Iran's ambassador and three other diplomats have "
-    "been expelled in recent years...' (P 0.93), background rather than the news, and the "
-    "lead sentence that names the cyberattack is fourth (P 0.01)",
+    reason="issues #8, #22: the linear and the neural model both lead with 'Iran's ambassador "
+    "and three other diplomats have been expelled in recent years...' (P(answerable) 0.98), "
+    "background rather than the news",
 )
 def test_seed_question_is_answered_from_the_lead(seed_engine: Dossier) -> None:
     answer = seed_engine.ask("Why did Albania expel Iranian diplomats?")
@@ -32,14 +34,20 @@ def test_seed_question_is_answered_from_the_lead(seed_engine: Dossier) -> None:
 def test_seed_question_cites_exact_sentences(seed_engine: Dossier) -> None:
     answer = seed_engine.ask("Why did Albania expel Iranian diplomats?")
     assert not answer.refused
-    assert "ordered all Iranian diplomats and staff" in answer.text
+    # What it says is test_seed_question_is_answered_from_the_lead's concern; here, how.
     assert 1 <= len(answer.sentences) <= 3
     doc = seed_engine.document(answer.citations[0].doc_id).text
     for sentence, citation in zip(answer.sentences, answer.citations, strict=True):
         assert sentence.citations == (citation.number,)
-        # The cited span is exactly the sentence, and it sits in the cited passage.
-        assert doc[citation.start : citation.end] == sentence.text == citation.quote
+        # The cited span is exactly the quote, and it sits in the cited passage.
+        assert doc[citation.start : citation.end] == citation.quote
         assert citation.quote in citation.passage_text
+        # The sentence is the quote, or a sentence that opens with a pronoun joined to the
+        # one before it (the quote then holds both, verbatim).
+        parts = [citation.quote[s:e] for s, e in sentence_spans(citation.quote)]
+        assert sentence.text == citation.quote or (
+            len(parts) == 2 and sentence.text == joined(*parts)
+        )
     assert re.findall(r"\[(\d+)\]", answer.text) == [str(c.number) for c in answer.citations]
 
 

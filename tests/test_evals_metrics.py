@@ -205,3 +205,23 @@ def test_gate_misses_low_and_unmeasurable_metrics_and_reports_them() -> None:
     gate = root.find("testsuite")
     assert gate is not None and gate.get("failures") == "2"
     assert ET.tostring(root).count(b"<failure") == 3  # two thresholds, one question
+
+
+def test_first_sentence_metric_reads_only_the_first_sentence_and_its_citation() -> None:
+    facts = [["2014"]]
+    gold = {"doc-a"}
+    lead = ("Albania agreed in 2014 to shelter them.", ["doc-a"])
+    padded = ("Background first. Albania agreed in 2014 to shelter them.", ["doc-a"])
+    assert m.first_sentence_key_fact_cited([lead], facts, gold) == 1.0
+    # The fact in the answer's second sentence does not count: padding cannot raise it.
+    assert m.first_sentence_key_fact_cited([padded], facts, gold) == 0.0
+    assert m.first_sentence_key_fact_cited([("Background.", ["doc-a"]), lead], facts, gold) == 0.0
+    # The right fact citing another article does not count either.
+    assert m.first_sentence_key_fact_cited([(lead[0], ["doc-b"])], facts, gold) == 0.0
+    assert m.first_sentence_key_fact_cited([], facts, gold) == 0.0
+
+
+def test_sentence_count_counts_what_the_reader_reads() -> None:
+    assert m.sentence_count(["One. Two.", "Three."]) == 3
+    assert m.sentence_count(["Rama spoke; he said Iran was behind it."]) == 1
+    assert m.sentence_count(["", "  "]) == 0

@@ -95,7 +95,7 @@ def test_sync_completion_has_annotations_and_citations(
     choice = completion.choices[0]
     content = choice.message.content or ""
     assert choice.finish_reason == "stop" and choice.message.role == "assistant"
-    assert "24 hours" in content or "diplomatic ties" in content
+    assert "diplomat" in content
     extra = completion.model_extra or {}
     assert extra["refused"] is False and extra["answerable_probability"] > 0.5
     # Typed by the SDK: message.annotations are url_citation objects.

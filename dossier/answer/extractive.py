@@ -17,13 +17,23 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from dossier.answer.base import AnswerContext, Answerer, cited_answer, refusal
-from dossier.answer.model import AnswerModel, load_answer_model
+from dossier.answer.cross_encoder import pair_context
+from dossier.answer.model import AnswerModel, compose, load_answer_model, softmax
+from dossier.answer.neural import (
+    NeuralModel,
+    answerability_row,
+    combined,
+    joined,
+    leans,
+    load_neural_model,
+    top_candidates,
+)
 from dossier.answer.selection import Candidate, answerability_features, candidates, featurize
 from dossier.errors import ConfigurationError
 from dossier.models import Answer, ScoredPassage
@@ -102,35 +112,61 @@ class ExtractiveAnswerer(Answerer):
         model_path: Path | None = None,
         max_sentences: int | None = None,
         threshold: float | None = None,
+        neural: NeuralModel | bool = False,
+        neural_path: Path | None = None,
+        neural_threads: int = 0,
     ) -> None:
         self._model = model
         self._model_path = model_path
         self._max_sentences = max_sentences
         self._threshold = threshold
+        # False: the linear model alone (kept for comparison); True: the shipped neural
+        # model (loaded on first use); or a NeuralModel.
+        self._neural: NeuralModel | None = neural if isinstance(neural, NeuralModel) else None
+        self._use_neural = bool(neural)
+        self._neural_path = neural_path
+        self._neural_threads = neural_threads
+
+    @property
+    def neural(self) -> NeuralModel | None:
+        """The neural answer model in use, or None (the linear model decides alone)."""
+        if self._use_neural and self._neural is None:
+            self._neural = (
+                load_neural_model(self._neural_path) if self._neural_path else load_neural_model()
+            )
+        return self._neural
+
+    def _calibrations(self) -> tuple[float, dict[str, float]]:
+        """The deciding model's own threshold and calibrations."""
+        neural = self.neural
+        if neural is not None:
+            return neural.threshold, neural.calibrations
+        return self.model.threshold, self.model.calibrations
 
     @property
     def threshold(self) -> float:
         """Refuse below this P(answerable): the setting, else the model's own."""
-        return self.model.threshold if self._threshold is None else self._threshold
+        return self._calibrations()[0] if self._threshold is None else self._threshold
 
     def threshold_for(self, context: AnswerContext) -> float:
         """The collection's own threshold when it has one, else :attr:`threshold` (the
         model's "chat" calibration for a conversation's later turns, unless a threshold
         was set for all collections)."""
         own = context.answerable_threshold
+        calibrations = self._calibrations()[1]
         if own is None:
-            chat = self.model.calibrations.get("chat")
+            chat = calibrations.get("chat")
             if context.in_conversation and self._threshold is None and chat is not None:
                 return chat
             return self.threshold
         if isinstance(own, str):
             try:
-                return self.model.calibrations[own]
+                return calibrations[own]
             except KeyError:
                 raise ConfigurationError(
                     f"Unknown answerability calibration {own!r} for collection "
                     f"{context.collection!r}; the answer model has "
-                    f"{', '.join(sorted(self.model.calibrations)) or 'none'}."
+                    f"{', '.join(sorted(calibrations)) or 'none'}."
                 ) from None
         return own
 
@@ -152,7 +188,24 @@ class ExtractiveAnswerer(Answerer):
         scored = featurize(question, context.question_vector, cands, context.idf, context.embed)
         logits, probabilities = self.model.sentence_probabilities(scored.X)
         x = answerability_features(question, scored, logits, context.idf)
-        return self.model.answerable_probability(x), cands, probabilities
+        p = self.model.answerable_probability(x)
+        neural = self.neural
+        if neural is None:
+            return p, cands, probabilities
+        # The cross-encoder reads only the linear model's best few: it costs a forward
+        # pass per sentence, and those few hold the gold sentence most of the time.
+        top = top_candidates(logits, neural.top_n)
+        ce = neural.encoder(self._neural_threads).logits(
+            question, [pair_context(cands[i].passage.passage.title, cands[i].text) for i in top]
+        )
+        scores = combined(ce, logits[top], neural.linear_weight)
+        chosen = np.zeros(len(cands))
+        chosen[top] = softmax(scores)
+        return (
+            neural.answerable_probability(answerability_row(p, ce, neural.null_logit)),
+            cands,
+            chosen,
+        )
 
     def answerability(
         self, question: str, passages: Sequence[ScoredPassage], context: AnswerContext
@@ -176,11 +229,29 @@ class ExtractiveAnswerer(Answerer):
                 passages,
                 answerable_probability=round(p, 4),
             )
-        order = self.model.compose(probabilities)
+        neural = self.neural
+        if neural is None:
+            order = self.model.compose(probabilities)
+        else:
+            order = compose(probabilities, neural.compose_ratio, neural.max_sentences)
         if self._max_sentences is not None:
             order = order[: self._max_sentences]
         chosen = [cands[i] for i in order]
+        if neural is not None:
+            chosen = [with_antecedent(c) for c in chosen]
         return cited_answer(question, context.collection, self.name, passages, chosen, round(p, 4))
+
+
+def with_antecedent(c: Candidate) -> Candidate:
+    """A sentence that opens with a pronoun, rewritten as one sentence with the sentence
+    before it (one citation quotes both); any other sentence as it is."""
+    if not c.previous or not leans(c.text):
+        return c
+    p = c.passage.passage
+    at = p.text.rfind(c.previous, 0, c.start - p.start)
+    if at < 0:
+        return c
+    return replace(c, start=p.start + at, text=joined(c.previous, c.text), previous="")
 
 
 class CosineAnswerer(Answerer):

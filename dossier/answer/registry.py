@@ -38,12 +38,30 @@ def build_answerer(settings: Settings, name: str | None = None) -> Answerer:
 
 @register_answerer("extractive")
 def _extractive(settings: Settings) -> Answerer:
+    """The default: the passages' own sentences, chosen by ``DOSSIER_ANSWER_MODEL``."""
+    return _extractive_with(settings, settings.answer_model == "neural")
+
+
+@register_answerer("extractive-neural")
+def _extractive_neural(settings: Settings) -> Answerer:
+    return _extractive_with(settings, True)
+
+
+@register_answerer("extractive-linear")
+def _extractive_linear(settings: Settings) -> Answerer:
+    return _extractive_with(settings, False)
+
+
+def _extractive_with(settings: Settings, neural: bool) -> Answerer:
     from dossier.answer.extractive import ExtractiveAnswerer
 
     return ExtractiveAnswerer(
         model_path=settings.answer_model_path,
         max_sentences=settings.max_answer_sentences,
         threshold=settings.answerable_threshold,
+        neural=neural,
+        neural_path=settings.neural_model_path,
+        neural_threads=settings.embed_threads,
     )
 
 
