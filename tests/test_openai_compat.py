@@ -318,7 +318,7 @@ def test_llama_index_openai_like(api_url: str) -> None:
         max_retries=0,
     )
     completed = llm.complete(QUESTION)
-    assert MARKER.search(completed.text) and "Albania" in completed.text
+    assert MARKER.search(completed.text) and "diplomat" in completed.text
     chat = llm.chat([ChatMessage(role=MessageRole.USER, content=QUESTION)])
     assert chat.message.content == completed.text
     streamed = list(llm.stream_chat([ChatMessage(role=MessageRole.USER, content=QUESTION)]))

@@ -92,7 +92,7 @@ def test_an_answer_without_fallback_is_not_marked_degraded(app: AppFactory) -> N
 
 def test_opening_a_citation_shows_the_article_with_the_cited_span(app: AppFactory) -> None:
     at = ask(app().run(), QUESTION)
-    cited = last_answer(at).citations[1]
+    cited = last_answer(at).citations[-1]
     at.button(key=f"open-1-{cited.number}").click().run()
     assert not at.exception
     assert at.title[0].value == cited.title
