@@ -31,7 +31,6 @@ import numpy as np
 from dossier.answer.cross_encoder import pair_context
 from dossier.answer.extractive import ExtractiveAnswerer
 from dossier.answer.selection import answerability_features, candidates, featurize
-from dossier.chat.condense import Message
 from dossier.engine import Dossier
 from dossier.settings import Settings
 from evals.loaders import (
@@ -42,7 +41,15 @@ from evals.loaders import (
 )
 from evals.runner import ingest_suite
 from training.datasets import DATA, rows_with_gold
-from training.train_answerer import RawQuestion, _asked, _bbc, gold_labels, raw_questions
+from training.train_answerer import (
+    RawQuestion,
+    _asked,
+    _bbc,
+    gold_labels,
+    raw_questions,
+    retrieve_as_asked,
+    source_ids,
+)
 
 log = logging.getLogger("training.answer_candidates")
 
@@ -136,17 +143,8 @@ def retrieve_all(
     started = time.perf_counter()
     for n, q in enumerate(questions, 1):
         if q.collection not in doc_ids:
-            ids: dict[str, str] = {}
-            for doc_id, info in engine.store.documents(q.collection).items():
-                ids[info.source_path] = doc_id
-                for alias in info.duplicates:
-                    ids[alias] = doc_id
-            doc_ids[q.collection] = ids
-        if q.history:
-            messages = [Message("user", t) for t in (*q.history, q.question)]
-            r = engine.chat_retrieve(messages, q.collection)
-        else:
-            r = engine.retrieve(q.question, q.collection)
+            doc_ids[q.collection] = source_ids(engine, q.collection)
+        r = retrieve_as_asked(engine, q)
         context = r.context
         cands = candidates(r.passages, context.sentences)
         scored = featurize(r.question, context.question_vector, cands, context.idf, context.embed)

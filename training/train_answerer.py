@@ -207,18 +207,8 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
     started = time.perf_counter()
     for n, q in enumerate(questions, 1):
         if q.collection not in doc_ids:
-            docs = engine.store.documents(q.collection)
-            ids = {}
-            for doc_id, info in docs.items():
-                ids[info.source_path] = doc_id
-                for alias in info.duplicates:
-                    ids[alias] = doc_id
-            doc_ids[q.collection] = ids
-        if q.history:
-            messages = [Message("user", m) for m in (*q.history, q.question)]
-            r = engine.chat_retrieve(messages, q.collection)
-        else:
-            r = engine.retrieve(q.question, q.collection)
+            doc_ids[q.collection] = source_ids(engine, q.collection)
+        r = retrieve_as_asked(engine, q)
         # What the answerer reads: in a conversation, the condensed question.
         question = r.question
         cands = candidates(r.passages)
@@ -252,6 +242,24 @@ def featurise(engine: Dossier, questions: Sequence[RawQuestion]) -> list[Sample]
         if n % 200 == 0:
             log.info("featurised %d/%d (%.0f s)", n, len(questions), time.perf_counter() - started)
     return samples
+
+
+def source_ids(engine: Dossier, collection: str) -> dict[str, str]:
+    """Source path (and each duplicate's path) -> doc id, for one collection."""
+    ids: dict[str, str] = {}
+    for doc_id, info in engine.store.documents(collection).items():
+        ids[info.source_path] = doc_id
+        for alias in info.duplicates:
+            ids[alias] = doc_id
+    return ids
+
+
+def retrieve_as_asked(engine: Dossier, q: RawQuestion) -> Any:
+    """Retrieve as the service would: a conversation's turn condensed after the turns before."""
+    if q.history:
+        messages = [Message("user", t) for t in (*q.history, q.question)]
+        return engine.chat_retrieve(messages, q.collection)
+    return engine.retrieve(q.question, q.collection)
 
 
 def gold_labels(
