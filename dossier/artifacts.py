@@ -68,6 +68,11 @@ class Standardized:
         out: np.ndarray = h @ self.weights + self.bias
         return out
 
+    def probability(self, x: np.ndarray) -> float:
+        """The logistic of one feature row's output (a logistic model's probability)."""
+        z = float(self(x[None, :])[0])
+        return float(1.0 / (1.0 + np.exp(-z)))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "names": list(self.names),

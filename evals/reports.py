@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
 
-from evals.runner import QuestionResult, SuiteResult
+from evals.runner import ANSWER_METRICS, QuestionResult, SuiteResult
 
 WORST = 15
 
@@ -56,17 +56,7 @@ def markdown(result: SuiteResult) -> str:
     ]
     for kind, qs in sorted(kinds.items()):
         row = by_kind[kind]
-        shown = " | ".join(
-            _fmt(row.get(name))
-            for name in (
-                "refused",
-                "first_sentence_key_fact_cited",
-                "baseline_first_sentence_key_fact_cited",
-                "key_fact_recall_cited",
-                "false_refusal",
-                "sentences_per_answer",
-            )
-        )
+        shown = " | ".join(_fmt(row.get(name)) for name in ("refused", *ANSWER_METRICS))
         lines.append(f"| {kind} | {len(qs)} | {sum(q.passed for q in qs)} | {shown} |")
     failed = sorted((q for q in result.questions if not q.passed), key=_severity)
     lines += ["", f"## Worst failures ({min(WORST, len(failed))} of {len(failed)})"]

@@ -16,7 +16,7 @@ import pytest
 
 from dossier.answer.selection import (
     _HOLDS,
-    _LEANS,
+    LEANS,
     _QUOTE,
     FEATURES,
     TEXT_FEATURES,
@@ -124,7 +124,7 @@ def reference_features(
             math.log1p(words),
             float(words < 6),
             float(bool(_QUOTE.search(c.text))),
-            float(bool(_LEANS.match(c.text))),
+            float(bool(LEANS.match(c.text))),
             float(c.text.strip() == c.passage.passage.title.strip()),
         )
     col = {name: j for j, name in enumerate(BASE_FEATURES)}

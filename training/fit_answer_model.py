@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from dossier.answer.cross_encoder import CrossEncoder
-from dossier.answer.model import load_answer_model, softmax
+from dossier.answer.model import compose, load_answer_model, softmax
 from dossier.answer.neural import (
     ANSWERABILITY_FEATURES,
     DEFAULT_PATH,
@@ -56,7 +56,7 @@ from dossier.settings import Settings
 from evals.loaders import REPO, bbc_dev_rows
 from evals.splits import article_of
 from training.answer_candidates import CandidateSet, context_of, gen3_rows
-from training.train_answerer import choose_threshold, fit_logistic
+from training.train_answerer import choose_threshold, fact_cited, fit_logistic
 
 log = logging.getLogger("training.fit_answer_model")
 
@@ -134,28 +134,6 @@ def ranking(
     return idx[order], e / e.sum()
 
 
-def first_fact(s: CandidateSet, i: int) -> float:
-    if not s.gold_doc[i]:
-        return 0.0
-    return float(s.facts[i].mean()) if s.n_facts else 1.0
-
-
-def any_fact(s: CandidateSet, chosen: Sequence[int]) -> float:
-    if not chosen or not s.gold_doc[list(chosen)].any():
-        return 0.0
-    return float(s.facts[list(chosen)].any(axis=0).mean()) if s.n_facts else 1.0
-
-
-def compose(order: np.ndarray, probs: np.ndarray, ratio: float, most: int = 2) -> list[int]:
-    if len(order) == 0:
-        return []
-    chosen = [int(order[0])]
-    for j, p in zip(order[1:most], probs[1:most], strict=False):
-        if p >= ratio * probs[0]:
-            chosen.append(int(j))
-    return chosen
-
-
 def groups_of(sets: Sequence[CandidateSet], settings: Settings) -> dict[str, str]:
     """qid -> article (or conversation) for out-of-fold folds."""
     out = {str(r["id"]): str(r.get("doc") or r["id"]) for r in gen3_rows(settings)}
@@ -223,7 +201,7 @@ def fit(
 
     def selection_score(option: Option, ks: Sequence[int]) -> float:
         return float(
-            np.mean([first_fact(ev[k], int(ranking(ev[k], ces[k], option)[0][0])) for k in ks])
+            np.mean([fact_cited(ev[k], [int(ranking(ev[k], ces[k], option)[0][0])]) for k in ks])
         )
 
     choice_table = {f"{o[0]}@{o[1]}w{o[2]}": selection_score(o, val_ans) for o in options}
@@ -270,13 +248,17 @@ def fit(
     # 3. composition
     def composed(k: int, ratio: float) -> list[int]:
         order, probs = ranking(ev[k], ces[k], chosen)
-        return compose(order, probs, ratio)
+        # probs are sorted best first, so compose's positions index ``order``.
+        return [int(order[i]) for i in compose(probs, ratio, 2)]
 
     ratio_table = {}
     for ratio in RATIOS:
         answered = [k for k in val_ans if p_all[k] >= threshold]
         recall = np.mean(
-            [any_fact(ev[k], composed(k, ratio)) if p_all[k] >= threshold else 0.0 for k in val_ans]
+            [
+                fact_cited(ev[k], composed(k, ratio)) if p_all[k] >= threshold else 0.0
+                for k in val_ans
+            ]
         )
         length = np.mean([len(composed(k, ratio)) for k in answered]) if answered else 0.0
         ratio_table[str(ratio)] = (float(recall), float(length))
@@ -318,7 +300,7 @@ def fit(
         row: dict[str, Any] = {"answerable": len(ans), "unanswerable": len(una)}
         for name, option in table_options.items():
             row[f"{name} first_sentence"] = mean(
-                first_fact(ev[k], int(ranking(ev[k], ces[k], option)[0][0])) for k in ans
+                fact_cited(ev[k], [int(ranking(ev[k], ces[k], option)[0][0])]) for k in ans
             )
             row[f"{name} gold_top1"] = mean(
                 float(ev[k].positive[int(ranking(ev[k], ces[k], option)[0][0])]) for k in ans
@@ -326,10 +308,10 @@ def fit(
         for name, system in systems.items():
             res = {k: system(k) for k in ks}
             row[f"{name}: first_sentence_key_fact_cited"] = mean(
-                0.0 if res[k][0] or not res[k][1] else first_fact(ev[k], res[k][1][0]) for k in ans
+                0.0 if res[k][0] or not res[k][1] else fact_cited(ev[k], res[k][1][:1]) for k in ans
             )
             row[f"{name}: key_fact_recall_cited"] = mean(
-                0.0 if res[k][0] else any_fact(ev[k], res[k][1]) for k in ans
+                0.0 if res[k][0] else fact_cited(ev[k], res[k][1]) for k in ans
             )
             row[f"{name}: false_refusal"] = mean(float(res[k][0]) for k in ans)
             row[f"{name}: refused_unanswerable"] = mean(float(res[k][0]) for k in una)

@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -427,7 +427,14 @@ def fit_logistic(
 # -- evaluation ----------------------------------------------------------------------
 
 
-def fact_cited(s: Sample, chosen: Sequence[int]) -> float:
+class Labelled(Protocol):
+    """A question's candidates with their labels (a Sample, or a cross-encoder CandidateSet)."""
+
+    gold_doc: np.ndarray  # candidate is from a gold document
+    facts: np.ndarray  # candidates x key facts
+
+
+def fact_cited(s: Labelled, chosen: Sequence[int]) -> float:
     """Key-fact recall of the chosen sentences, counted only when the gold article is cited."""
     if not chosen or not s.gold_doc[list(chosen)].any():
         return 0.0

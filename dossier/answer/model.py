@@ -74,8 +74,7 @@ class AnswerModel:
         return compose(probabilities, self.compose_ratio, self.max_sentences)
 
     def answerable_probability(self, x: np.ndarray) -> float:
-        z = float(self.answerability(x[None, :])[0])
-        return float(1.0 / (1.0 + np.exp(-z)))
+        return self.answerability.probability(x)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,6 @@ The same functions compute these at fitting time and at answer time.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from dossier.answer.cross_encoder import CrossEncoder
+from dossier.answer.model import softmax
+from dossier.answer.selection import LEANS
 from dossier.artifacts import DATA, Standardized, read_artifact, write_artifact
 
 DEFAULT_PATH = DATA / "answer_neural.json"
@@ -40,11 +41,6 @@ ANSWERABILITY_FEATURES: tuple[str, ...] = (
     "linear_logit",  # logit of the linear model's P(answerable)
     "null_log_probability",  # log P(no answer) from the softmax over [NULL, top-n]
     "best_minus_null",  # the best cross-encoder logit minus the NULL logit
-)
-
-# A sentence opening with a pronoun leans on the one before it for what it is about.
-LEANS = re.compile(
-    r"^\s*(?:he|she|it|they|this|that|these|those|his|her|its|their)\b", re.IGNORECASE
 )
 
 
@@ -59,10 +55,7 @@ def combined(ce_logits: np.ndarray, linear_logits: np.ndarray, weight: float) ->
 
 def with_null(scores: np.ndarray, null_logit: float) -> np.ndarray:
     """Softmax over [NULL, scores...]: entry 0 is P(no answer)."""
-    z = np.concatenate([[null_logit], scores]).astype(np.float64)
-    e = np.exp(z - z.max())
-    out: np.ndarray = e / e.sum()
-    return out
+    return softmax(np.concatenate([[null_logit], scores]).astype(np.float64))
 
 
 def answerability_row(linear_p: float, ce_logits: np.ndarray, null_logit: float) -> np.ndarray:
@@ -76,6 +69,7 @@ def answerability_row(linear_p: float, ce_logits: np.ndarray, null_logit: float)
 
 
 def leans(text: str) -> bool:
+    """Opens with a pronoun: leans on the sentence before it for what it is about."""
     return bool(LEANS.match(text))
 
 
@@ -109,8 +103,7 @@ class NeuralModel:
         return _encoder(str(self.directory / self.onnx), self.onnx_sha256, threads)
 
     def answerable_probability(self, row: np.ndarray) -> float:
-        z = float(self.answerability(row[None, :])[0])
-        return float(1.0 / (1.0 + math.exp(-z)))
+        return self.answerability.probability(row)
 
     def to_json(self) -> dict[str, Any]:
         return {

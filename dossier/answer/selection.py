@@ -78,7 +78,7 @@ _HOLDS: dict[str, re.Pattern[str]] = {
 }
 _QUOTE = re.compile(r"[\"“”]|\bsaid\b|\bsays\b|\btold\b", re.I)
 # A sentence opening with a pronoun leans on the one before it for its subject.
-_LEANS = re.compile(r"^\s*(?:he|she|it|they|this|that|these|those|his|her|its|their)\b", re.I)
+LEANS = re.compile(r"^\s*(?:he|she|it|they|this|that|these|those|his|her|its|their)\b", re.I)
 
 
 @lru_cache(maxsize=131_072)
@@ -291,7 +291,7 @@ def featurize(
             math.log1p(words),
             float(words < 6),
             float(bool(_QUOTE.search(c.text))),
-            float(bool(_LEANS.match(c.text))),
+            float(bool(LEANS.match(c.text))),
             float(c.text.strip() == c.passage.passage.title.strip()),
             0.0,  # type_novel, filled below
             0.0,  # slot_novel, filled below
