@@ -16,9 +16,9 @@ import pytest
 
 from dossier.answer.selection import (
     _HOLDS,
-    LEANS,
     _QUOTE,
     FEATURES,
+    LEANS,
     TEXT_FEATURES,
     Candidate,
     _rel,
