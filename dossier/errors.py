@@ -5,7 +5,9 @@
     DossierError
     ├── InvalidInput            the caller sent something unusable (400/422)
     │   └── UnsupportedDocument a file that cannot be read as an article
-    │       └── FileTooLarge    over the per-file size limit (skipped, 413 over HTTP)
+    │       └── NotIndexed      a file passed over on purpose: reported as skipped
+    │           ├── FileTooLarge over the per-file size limit (413 over HTTP)
+    │           └── NoTextLayer  a PDF with no text to read (a scan; OCR is not done)
     ├── NotFound                (404)
     │   ├── CollectionNotFound
     │   ├── DocumentNotFound
@@ -39,7 +41,15 @@ class UnsupportedDocument(InvalidInput):
     pass
 
 
-class FileTooLarge(UnsupportedDocument):
+class NotIndexed(UnsupportedDocument):
+    """A file that is passed over on purpose; a job lists it as skipped, not failed."""
+
+
+class NoTextLayer(NotIndexed):
+    pass
+
+
+class FileTooLarge(NotIndexed):
     def __init__(self, name: object, size: int, limit: int) -> None:
         super().__init__(
             f"{name}: {size / 1e6:.1f} MB is over the {limit / 1e6:.1f} MB per-file limit "

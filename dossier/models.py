@@ -11,6 +11,15 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class PageSpan:
+    """Where one page of a paged source lies in the document's cleaned text."""
+
+    page: int  # 1-based, as printed on a PDF viewer's page counter
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Document:
     """One article, cleaned and ready to chunk."""
 
@@ -26,6 +35,10 @@ class Document:
     language: str | None = None
     tags: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    author: str | None = None
+    # A paged source (PDF): (page number, start, end) spans of ``text``, in order. Chunks
+    # never cross a page's end, so every passage (and citation) has one page.
+    pages: tuple[PageSpan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,8 @@ class Passage:
     publisher: str | None = None
     url: str | None = None
     published: str | None = None
+    author: str | None = None
+    page: int | None = None  # its page in a paged source (PDF); passages never cross pages
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,8 @@ class Citation:
     publisher: str | None = None
     url: str | None = None
     published: str | None = None
+    author: str | None = None
+    page: int | None = None
 
     @classmethod
     def of(cls, number: int, passage: Passage, start: int, end: int) -> Citation:
@@ -83,6 +100,8 @@ class Citation:
             publisher=passage.publisher,
             url=passage.url,
             published=passage.published,
+            author=passage.author,
+            page=passage.page,
         )
 
 
@@ -132,6 +151,8 @@ class DocumentInfo:
     language: str | None = None
     tags: tuple[str, ...] = ()
     duplicates: tuple[str, ...] = ()
+    author: str | None = None
+    pages: tuple[PageSpan, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class Chunker:
 
     def chunk(self, doc: Document) -> list[Passage]:
         passages: list[Passage] = []
-        for block_start, block_end in blocks(doc.text):
+        for page, block_start, block_end in _regions(doc):
             block = doc.text[block_start:block_end]
             cursor = 0
             for piece in self._splitter.split_text(block):
@@ -71,6 +71,19 @@ class Chunker:
                         publisher=doc.publisher,
                         url=doc.url,
                         published=doc.published,
+                        author=doc.author,
+                        page=page,
                     )
                 )
         return passages
+
+
+def _regions(doc: Document) -> Iterator[tuple[int | None, int, int]]:
+    """(page, start, end) of the blocks to split: a paged document's pages are hard edges."""
+    if not doc.pages:
+        for start, end in blocks(doc.text):
+            yield None, start, end
+        return
+    for span in doc.pages:
+        for start, end in blocks(doc.text[span.start : span.end]):
+            yield span.page, span.start + start, span.start + end

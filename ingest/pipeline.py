@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from dossier.errors import DossierError, FileTooLarge, InvalidInput
+from dossier.errors import DossierError, InvalidInput, NotIndexed
 from dossier.index.embeddings import embed_array, embedder_id
 from dossier.index.lexical import save_current, save_sentence_vectors
 from dossier.index.store import PassageStore, StoredDocument, validate_collection_name
-from dossier.models import Document, DocumentInfo, Passage
+from dossier.models import Document, DocumentInfo, PageSpan, Passage
 from dossier.settings import Settings
 from dossier.text import digest, indexed_text, normalized
 from ingest.chunking import Chunker
@@ -40,6 +40,8 @@ from ingest.cleaning import Cleaner
 from ingest.loaders import RawArticle, discover, load, short_title
 
 log = logging.getLogger(__name__)
+
+PAGE_JOIN = "\n\n"  # between the cleaned pages of a paged source
 
 
 @dataclass
@@ -125,7 +127,7 @@ class Ingestor:
         self, collection: str, source_path: str, raw: RawArticle, extra_tags: Sequence[str] = ()
     ) -> Document:
         """A cleaned, hashed Document from a loaded article; its id is its source path."""
-        text = self.cleaner.clean(raw.text)
+        text, pages = self._clean(raw)
         if not text:
             raise InvalidInput(f"{source_path}: no text left after cleaning.")
         rel = source_path
@@ -136,6 +138,7 @@ class Ingestor:
         tags = [*tags, *extra_tags]
         published = meta.get("published") or meta.get("date")
         fields = {
+            "author": meta.get("author"),
             "publisher": meta.get("publisher"),
             "url": meta.get("url"),
             "published": str(published) if published is not None else None,
@@ -153,6 +156,7 @@ class Ingestor:
                 text,
                 repr(sorted(fields.items())),
                 repr(tags),
+                repr(pages),
                 size=32,
             ),
             tags=tuple(str(t) for t in tags),
@@ -160,7 +164,31 @@ class Ingestor:
             url=_opt_str(fields["url"]),
             published=_opt_str(fields["published"]),
             language=_opt_str(fields["language"]),
+            author=_opt_str(fields["author"]),
+            pages=pages,
         )
+
+    def _clean(self, raw: RawArticle) -> tuple[str, tuple[PageSpan, ...]]:
+        """The cleaned text, and for a paged source where each page lies in it.
+
+        Pages are cleaned one by one and joined by a blank line, so every offset of a
+        cleaned page is known exactly; a page left empty is not part of the text.
+        """
+        if raw.pages is None:
+            return self.cleaner.clean(raw.text), ()
+        parts: list[str] = []
+        spans: list[PageSpan] = []
+        offset = 0
+        for number, page in enumerate(raw.pages, start=1):
+            cleaned = self.cleaner.clean(page)
+            if not cleaned:
+                continue
+            if parts:
+                offset += len(PAGE_JOIN)
+            spans.append(PageSpan(number, offset, offset + len(cleaned)))
+            parts.append(cleaned)
+            offset += len(cleaned)
+        return PAGE_JOIN.join(parts), tuple(spans)
 
     # -- the run -----------------------------------------------------------
     def ingest(self, root: Path, collection: str) -> IngestReport:
@@ -179,7 +207,7 @@ class Ingestor:
         for path in found.files:
             try:
                 docs.append(self.read(root, collection, path))
-            except FileTooLarge as exc:
+            except NotIndexed as exc:
                 log.warning("skipped %s", exc)
                 report.skipped.append((str(path), str(exc)))
             except (DossierError, OSError) as exc:
@@ -420,6 +448,8 @@ class Ingestor:
                         url=p.doc.url,
                         published=p.doc.published,
                         language=p.doc.language,
+                        author=p.doc.author,
+                        pages=p.doc.pages,
                         tags=p.doc.tags,
                         duplicates=tuple(dup_paths.get(p.doc.doc_id, ())),
                     ),

@@ -138,6 +138,7 @@ def _doc_public(info: object) -> dict[str, object]:
     data = dict(info.__dict__)
     data["tags"] = list(data["tags"])
     data["duplicates"] = list(data["duplicates"])
+    data["pages"] = [span.__dict__ for span in data.get("pages", ())]
     return data
 
 

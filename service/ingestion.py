@@ -32,6 +32,7 @@ from dossier.errors import (
     FileTooLarge,
     InvalidInput,
     NotFound,
+    NotIndexed,
 )
 from dossier.index.embeddings import embedder_id
 from dossier.index.store import COLLECTION_NAME
@@ -426,7 +427,7 @@ def upsert_documents(
 
 @router.post(
     "/collections/{name}/files",
-    summary="Add or update documents uploaded as files (.md, .txt, .html)",
+    summary="Add or update documents uploaded as files (.md, .txt, .html, .pdf, .docx)",
     response_model=IngestResultPublic,
     operation_id="upsert_files",
     description=UPSERT_DOC + " Each file goes through the same checks as `dossier ingest`: "
@@ -446,23 +447,31 @@ async def upsert_files(
     ing = _ingestion(request)
     ingestor = ing.ingestor()
     limit = ing.settings.ingest_max_file_bytes
-    report = IngestReport(collection=name)
-    docs: list[Document] = []
+    uploads: list[tuple[str, bytes, int | None]] = []
     for index, upload in enumerate(files):
-        source = _safe_name(upload.filename, index)
-        data = await upload.read(limit + 1)
-        try:
-            if len(data) > limit:
-                raise FileTooLarge(source, upload.size or len(data), limit)
-            raw = parse(source, data)
-            docs.append(ingestor.document(name, source, raw, _folder_tags(source)))
-        except FileTooLarge as exc:
-            report.skipped.append((source, str(exc)))
-        except DossierError as exc:
-            report.failed.append((source, str(exc)))
+        uploads.append(
+            (_safe_name(upload.filename, index), await upload.read(limit + 1), upload.size)
+        )
+
+    def read_and_respond() -> IngestResultPublic | JSONResponse:
+        # Off the event loop: reading a long PDF takes CPU time that other requests need.
+        report = IngestReport(collection=name)
+        docs: list[Document] = []
+        for source, data, size in uploads:
+            try:
+                if len(data) > limit:
+                    raise FileTooLarge(source, size or len(data), limit)
+                raw = parse(source, data, max_bytes=limit)
+                docs.append(ingestor.document(name, source, raw, _folder_tags(source)))
+            except NotIndexed as exc:
+                report.skipped.append((source, str(exc)))
+            except DossierError as exc:
+                report.failed.append((source, str(exc)))
+        return _respond(request, name, docs, report)
+
     from starlette.concurrency import run_in_threadpool
 
-    return await run_in_threadpool(_respond, request, name, docs, report)
+    return await run_in_threadpool(read_and_respond)
 
 
 @router.delete(

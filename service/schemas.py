@@ -108,6 +108,10 @@ class CitationPublic(_Public):
     publisher: str | None
     url: str | None
     published: str | None
+    author: str | None = None
+    page: int | None = Field(
+        default=None, description="The cited sentence's page, for a paged source (PDF)."
+    )
     passage_text: str
     quote: str = Field(description="The cited sentence.")
     start: int = Field(description="Start of the cited sentence in the document text.")
@@ -128,6 +132,8 @@ class PassagePublic(BaseModel):
     publisher: str | None
     url: str | None
     published: str | None
+    author: str | None = None
+    page: int | None = None
     text: str
     start: int
     end: int
@@ -145,6 +151,8 @@ class PassagePublic(BaseModel):
             publisher=p.publisher,
             url=p.url,
             published=p.published,
+            author=p.author,
+            page=p.page,
             text=p.text,
             start=p.start,
             end=p.end,
@@ -222,13 +230,25 @@ class DocumentPublic(_Public):
     url: str | None
     published: str | None
     language: str | None
+    author: str | None = None
     tags: list[str]
     chunks: int
     duplicates: list[str] = Field(description="Paths of identical articles stored only once.")
 
 
+class PagePublic(BaseModel):
+    page: int = Field(description="1-based page number in the source file.")
+    start: int = Field(description="Where the page starts in the document text.")
+    end: int
+
+
 class DocumentDetailPublic(DocumentPublic):
     text: str = Field(description="The cleaned text that citation offsets point into.")
+    pages: list[PagePublic] = Field(
+        default_factory=list,
+        description="A paged source's pages as spans of `text` (empty for other files); "
+        "a citation's `start` lies in the page its `page` names.",
+    )
 
 
 class HealthPublic(BaseModel):

@@ -105,12 +105,14 @@ def test_files_match_the_cli_and_bad_files_are_reported(api: dict[str, Any]) -> 
     ]
     files.append(("files", ("noise.txt", bytes(range(256)) * 50, "text/plain")))
     files.append(("files", ("page.pdf", b"%PDF-1.4", "application/pdf")))
+    files.append(("files", ("sheet.xlsx", b"PK\x03\x04", "application/octet-stream")))
     r = c.post("/v1/collections/by-http/files", files=files)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["added"] == 4 and body["chunks_total"] == cli.chunks_total
     reasons = {f["source"]: f["reason"] for f in body["failed"]}
-    assert "binary" in reasons["noise.txt"] and "unsupported file type" in reasons["page.pdf"]
+    assert "binary" in reasons["noise.txt"] and "unsupported file type" in reasons["sheet.xlsx"]
+    assert "not a readable PDF" in reasons["page.pdf"]  # a truncated PDF fails alone
     by_cli = {d.source_path: d for d in engine.store.documents("by-cli").values()}
     by_http = {d.source_path: d for d in engine.store.documents("by-http").values()}
     assert by_cli.keys() == by_http.keys()

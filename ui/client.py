@@ -36,6 +36,8 @@ class Citation(_Model):
     publisher: str | None = None
     url: str | None = None
     published: str | None = None
+    author: str | None = None
+    page: int | None = None  # the cited sentence's page in a PDF
     passage_text: str
     quote: str
     start: int
@@ -56,6 +58,8 @@ class Passage(_Model):
     publisher: str | None = None
     url: str | None = None
     published: str | None = None
+    author: str | None = None
+    page: int | None = None
     text: str
     start: int
     end: int
@@ -137,13 +141,21 @@ class Document(_Model):
     url: str | None = None
     published: str | None = None
     language: str | None = None
+    author: str | None = None
     tags: list[str] = []
     chunks: int = 0
     duplicates: list[str] = []  # paths of identical articles stored only once
 
 
+class Page(_Model):
+    page: int
+    start: int
+    end: int
+
+
 class DocumentDetail(Document):
     text: str
+    pages: list[Page] = []  # a PDF's pages as spans of ``text``
 
 
 class Feedback(_Model):

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # Bump when what is saved, or how passages are tokenized, changes: older directories
 # then no longer match and are rebuilt instead of being read wrongly.
-FORMAT = 2
+FORMAT = 3  # 3: passages keep their author and page
 KEEP_VERSIONS = 2  # older ones may still be mapped by a worker that has not switched yet
 _SENTENCE_CACHE = 50_000  # passages (sentence terms) and terms (idf) memoised per index
 # How often a mapped index without sentence vectors looks for them again (a backfill with
@@ -75,7 +75,9 @@ def index_dir(root: Path, collection: str, tag: tuple[str, int], k1: float, b: f
 class PassageTable(Sequence[Passage]):
     """The passages of one index version, read from SQLite by position, not held in RAM."""
 
-    _COLUMNS = "passage_id, doc_id, text, start, end, title, publisher, url, published"
+    _COLUMNS = (
+        "passage_id, doc_id, text, start, end, title, publisher, url, published, author, page"
+    )
 
     def __init__(self, path: Path, count: int) -> None:
         self.path = path
@@ -357,10 +359,11 @@ def _write_passages(path: Path, passages: Sequence[Passage], tokens: list[list[s
     try:
         db.execute(
             "CREATE TABLE passages (passage_id TEXT, doc_id TEXT, text TEXT, start INTEGER,"
-            " end INTEGER, title TEXT, publisher TEXT, url TEXT, published TEXT, terms TEXT)"
+            " end INTEGER, title TEXT, publisher TEXT, url TEXT, published TEXT, author TEXT,"
+            " page INTEGER, terms TEXT)"
         )
         db.executemany(
-            "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (_row(p, toks) for p, toks in zip(passages, tokens, strict=True)),
         )
         db.commit()
@@ -381,6 +384,8 @@ def _row(p: Passage, tokens: list[str]) -> tuple[object, ...]:
         p.publisher,
         p.url,
         p.published,
+        p.author,
+        p.page,
         toks,
     )
 

@@ -27,6 +27,7 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (c.Collection, s.CollectionPublic),
     (c.Document, s.DocumentPublic),
     (c.DocumentDetail, s.DocumentDetailPublic),
+    (c.Page, s.PagePublic),
     (c.Feedback, FeedbackPublic),
     (c.ChatMessage, s.ChatMessage),
 ]

@@ -32,7 +32,7 @@ from dossier.index.store import (
     check_embedder,
     validate_collection_name,
 )
-from dossier.models import CollectionInfo, DocumentInfo, Passage
+from dossier.models import CollectionInfo, DocumentInfo, PageSpan, Passage
 from dossier.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def _passage_meta(p: Passage) -> dict[str, Any]:
             "publisher": p.publisher,
             "url": p.url,
             "published": p.published,
+            "author": p.author,
+            "page": p.page,
         }
     )
 
@@ -68,6 +70,8 @@ def _passage_from(pid: str, text: str, meta: dict[str, Any]) -> Passage:
         publisher=meta.get("publisher"),
         url=meta.get("url"),
         published=meta.get("published"),
+        author=meta.get("author"),
+        page=None if meta.get("page") is None else int(meta["page"]),
     )
 
 
@@ -84,6 +88,10 @@ def _doc_meta(info: DocumentInfo) -> dict[str, Any]:
             "language": info.language,
             "tags": json.dumps(list(info.tags)),
             "duplicates": json.dumps(list(info.duplicates)),
+            "author": info.author,
+            "pages": json.dumps([[s.page, s.start, s.end] for s in info.pages])
+            if info.pages
+            else None,
         }
     )
 
@@ -102,6 +110,8 @@ def _doc_from(doc_id: str, collection: str, meta: dict[str, Any]) -> DocumentInf
         language=meta.get("language"),
         tags=tuple(json.loads(meta.get("tags", "[]"))),
         duplicates=tuple(json.loads(meta.get("duplicates", "[]"))),
+        author=meta.get("author"),
+        pages=tuple(PageSpan(*span) for span in json.loads(meta.get("pages", "[]"))),
     )
 
 
