@@ -124,9 +124,7 @@ class PassageFilter:
     def matches_fields(self, doc_id: str, publisher: str | None, day: int | None) -> bool:
         if self.doc_ids is not None and doc_id not in self.doc_ids:
             return False
-        if self.publisher is not None and publisher_key(publisher) != publisher_key(
-            self.publisher
-        ):
+        if self.publisher is not None and publisher_key(publisher) != publisher_key(self.publisher):
             return False
         if self.dated:
             lo, hi = self.day_range

@@ -147,9 +147,7 @@ class MemoryStore(PassageStore):
         wanted = active(filters)
         with self._lock:
             col = self._get(name)
-            ids = [
-                pid for pid, p in col.passages.items() if wanted is None or wanted.matches(p)
-            ]
+            ids = [pid for pid, p in col.passages.items() if wanted is None or wanted.matches(p)]
             if not ids or k <= 0:
                 return []
             matrix = np.stack([_unit(col.vectors[pid]) for pid in ids])
