@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal, Self
 
@@ -25,17 +26,20 @@ class _Public(BaseModel):
 
 
 MAX_FILTER_DOC_IDS = 1000
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _iso_date(value: object) -> object:
     # Pydantic's own date parsing also takes Unix timestamps and says only "invalid date";
     # a filter date is a calendar day, and the error should show the format to send.
+    # Exactly RFC 3339's full-date, which the schema publishes (format: date); Python's
+    # fromisoformat alone also takes "20240131" and week dates.
     if isinstance(value, date):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
         try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
+            return date.fromisoformat(value)
+        except ValueError:  # 2024-02-30
             pass
     raise ValueError(f"must be a date as YYYY-MM-DD (e.g. 2024-01-31); got {value!r}")
 

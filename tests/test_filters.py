@@ -267,6 +267,7 @@ def test_a_filter_that_matches_nothing_is_an_honest_refusal(api: httpx.Client) -
         ("ask", {"filters": {"published_after": "2024-13-01"}}, ["published_after", "YYYY-MM-DD"]),
         ("ask", {"filters": {"published_before": "last week"}}, ["published_before", "YYYY-MM-DD"]),
         ("ask", {"filters": {"published_after": 1700000000}}, ["published_after", "YYYY-MM-DD"]),
+        ("ask", {"filters": {"published_after": "20240101"}}, ["published_after", "YYYY-MM-DD"]),
         (
             "ask",
             {"filters": {"published_after": "2024-03-01", "published_before": "2024-02-01"}},
