@@ -328,3 +328,58 @@ def test_chat_completions_take_filters_in_extra_body(
             extra_body={"filters": {"published_after": "2030-01-01"}},
         )
         assert (nothing.model_extra or {})["refused"] is True
+
+
+def test_a_conversation_message_takes_filters(api: httpx.Client, ids: dict[str, str]) -> None:
+    created = api.post("/v1/conversations", json={"collection": COLLECTION})
+    assert created.status_code == 201, created.text
+    cid = created.json()["id"]
+    mar = ids["mar.md"]
+    r = api.post(
+        f"/v1/conversations/{cid}/messages",
+        json={"content": QUESTION, "filters": {"doc_ids": [mar]}},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["refused"] is False and _cited_docs(body) == {mar}
+    bad = api.post(
+        f"/v1/conversations/{cid}/messages",
+        json={"content": QUESTION, "filters": {"published_after": "March"}},
+    )
+    assert bad.status_code == 422 and "YYYY-MM-DD" in bad.json()["error"]["message"]
+
+
+def test_a_streamed_answer_with_filters_refuses_when_none_match(api: httpx.Client) -> None:
+    body = {"question": QUESTION, "stream": True, "filters": {"publisher": "Nobody"}}
+    with api.stream("POST", "/v1/ask", json=body) as r:
+        assert r.status_code == 200
+        text = "".join(r.iter_text())
+    assert '"refused": true' in text.replace('"refused":true', '"refused": true'), text
+    assert "filters" in text
+
+
+def test_the_cli_search_takes_filters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dossier.settings import get_settings
+    from service.cli import app
+
+    settings = make_settings(tmp_path, embedder="hashing", default_collection=COLLECTION)
+    engine = Dossier(settings)
+    _write_corpus(tmp_path / "articles")
+    Ingestor(settings, engine.store, engine.embedder).ingest(tmp_path / "articles", COLLECTION)
+    monkeypatch.setenv("DOSSIER_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DOSSIER_EMBEDDER", "hashing")
+    monkeypatch.setenv("DOSSIER_DEFAULT_COLLECTION", COLLECTION)
+    get_settings.cache_clear()
+    try:
+        run = CliRunner().invoke(app, ["search", QUESTION, "--publisher", "coast times"])
+        assert run.exit_code == 0, run.output
+        assert "dredging" in run.output or "January" in run.output
+        assert "floods" not in run.output and "strike" not in run.output
+        bad = CliRunner().invoke(
+            app, ["search", QUESTION, "--after", "2024-03-01", "--before", "2024-01-01"]
+        )
+        assert bad.exit_code != 0 and "is after" in bad.output
+    finally:
+        get_settings.cache_clear()
