@@ -383,3 +383,35 @@ def test_the_cli_search_takes_filters(tmp_path: Path, monkeypatch: pytest.Monkey
         assert bad.exit_code != 0 and "is after" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_collection_stored_before_filters_is_rewritten_by_the_next_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dossier.index.filters import DAY_KEY, PUBLISHER_KEY
+    from dossier.index.stores import chroma
+    from ingest import pipeline
+
+    settings = make_settings(tmp_path, embedder="hashing", default_collection=COLLECTION)
+    engine = Dossier(settings)
+    _write_corpus(tmp_path / "articles")
+    # An older Dossier: no filter keys beside the passages, and its own signature.
+    new_meta = chroma._passage_meta
+    with monkeypatch.context() as old:
+        old.setattr(
+            chroma,
+            "_passage_meta",
+            lambda p: {k: v for k, v in new_meta(p).items() if k not in (DAY_KEY, PUBLISHER_KEY)},
+        )
+        old.setattr(pipeline, "METADATA_VERSION", "before-filters")
+        Ingestor(settings, engine.store, engine.embedder).ingest(tmp_path / "articles", COLLECTION)
+    dated = PassageFilter(published_after=date(2024, 1, 1))
+    vector = engine.dense.embed_query(QUESTION)
+    assert engine.store.query(COLLECTION, vector, 5, dated) == []  # the keys are missing
+
+    report = Ingestor(settings, engine.store, engine.embedder).ingest(
+        tmp_path / "articles", COLLECTION
+    )
+    assert report.updated == len(ARTICLES) and report.chunks_embedded == 0  # vectors reused
+    found = engine.store.query(COLLECTION, vector, 5, dated)
+    assert found and all(p.published for p, _ in found)
