@@ -22,6 +22,8 @@ Choices (documented in the README):
 * ``temperature``, ``max_tokens`` and OpenAI's other sampling fields are accepted and
   ignored: the configured answerer composes the answer with its own settings (a cited
   answer cut at a token count would cut its citations). ``n`` above 1 is a 400.
+* ``filters`` (Dossier's, as on ``/v1/ask``) is a top-level body field, which the SDK
+  sends from ``extra_body={"filters": {...}}``; a bad filter is a 400 in OpenAI's shape.
 """
 
 from __future__ import annotations
