@@ -28,6 +28,7 @@ from dossier.chat.condense import (
 )
 from dossier.errors import InvalidInput
 from dossier.index.embeddings import build_embedder, embed_array, embedder_id
+from dossier.index.filters import PassageFilter, active
 from dossier.index.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
 from dossier.index.sentence_vectors import SentenceVectors
 from dossier.index.store import PassageStore, StoredDocument
@@ -45,10 +46,15 @@ class Retrieved:
     retrieved: float
     # In a conversation: what the latest message was taken to ask.
     standalone: Standalone | None = None
+    # What retrieval was restricted to (None: nothing).
+    filters: PassageFilter | None = None
 
     def timed(self, result: Answer) -> Answer:
         if self.standalone is not None:
             result.standalone_question = self.standalone.question
+        if result.refused and not self.passages and self.filters is not None:
+            # Say why nothing was found: the filters, not the corpus, left no passage.
+            result.refusal_reason = f"no passage matches the filters ({self.filters.describe()})"
         done = time.perf_counter()
         result.timings = {
             "retrieve_ms": round((self.retrieved - self.started) * 1000, 2),
@@ -184,22 +190,37 @@ class Dossier:
 
     # -- operations ----------------------------------------------------------
     def search(
-        self, query: str, collection: str | None = None, k: int | None = None
+        self,
+        query: str,
+        collection: str | None = None,
+        k: int | None = None,
+        *,
+        filters: PassageFilter | None = None,
     ) -> list[ScoredPassage]:
         q = self._check_question(query)
         k = self._check_k(k)
-        return self.retriever.retrieve(q, self.collection(collection), k)
+        return self.retriever.retrieve(q, self.collection(collection), k, active(filters))
 
     def retrieve(
-        self, question: str, collection: str | None = None, top_k: int | None = None
+        self,
+        question: str,
+        collection: str | None = None,
+        top_k: int | None = None,
+        *,
+        filters: PassageFilter | None = None,
     ) -> Retrieved:
-        """Validate and retrieve: the part of ``ask`` that comes before any answering."""
+        """Validate and retrieve: the part of ``ask`` that comes before any answering.
+
+        ``filters`` restricts the passages to some documents, dates or a publisher; when it
+        leaves none, the answer is a refusal that says so.
+        """
         t0 = time.perf_counter()
         q = self._check_question(question)
         k = self._check_k(top_k)
         name = self.collection(collection)
+        wanted = active(filters)
         vector = self.dense.embed_query(q)
-        passages = self.retriever.retrieve_with_vector(q, vector, name, k)
+        passages = self.retriever.retrieve_with_vector(q, vector, name, k, wanted)
         retrieved = time.perf_counter()
         index = self.lexical.index(name)
         stored = (
@@ -217,13 +238,15 @@ class Dossier:
             sentences=index.passage_sentences,
             answerable_threshold=self.settings.answerable_thresholds.get(name),
         )
-        return Retrieved(q, passages, context, t0, retrieved)
+        return Retrieved(q, passages, context, t0, retrieved, filters=wanted)
 
     def chat_retrieve(
         self,
         messages: Sequence[Message],
         collection: str | None = None,
         top_k: int | None = None,
+        *,
+        filters: PassageFilter | None = None,
     ) -> Retrieved:
         """Retrieve for a conversation's latest message, read as a standalone question."""
         t0 = time.perf_counter()
@@ -234,7 +257,7 @@ class Dossier:
         standalone = self.condenser.condense(history, question, self.lexical.index(name).idf)
         # The carried words must not push a valid question over the length limit.
         searched = standalone.question[: s.max_question_chars]
-        r = self.retrieve(searched, name, top_k)
+        r = self.retrieve(searched, name, top_k, filters=filters)
         seen = shown_sentences(history) if s.chat_skip_shown else frozenset()
         return replace(
             r,
@@ -249,9 +272,13 @@ class Dossier:
         collection: str | None = None,
         top_k: int | None = None,
         answerer: Answerer | None = None,
+        *,
+        filters: PassageFilter | None = None,
     ) -> Answer:
         """Answer a conversation's latest message in the light of the earlier turns."""
-        return self.answer(self.chat_retrieve(messages, collection, top_k), answerer)
+        return self.answer(
+            self.chat_retrieve(messages, collection, top_k, filters=filters), answerer
+        )
 
     def answer(self, retrieved: Retrieved, answerer: Answerer | None = None) -> Answer:
         """Answer what was retrieved (by ``retrieve`` or ``chat_retrieve``), timed."""
@@ -264,8 +291,10 @@ class Dossier:
         collection: str | None = None,
         top_k: int | None = None,
         answerer: Answerer | None = None,
+        *,
+        filters: PassageFilter | None = None,
     ) -> Answer:
-        return self.answer(self.retrieve(question, collection, top_k), answerer)
+        return self.answer(self.retrieve(question, collection, top_k, filters=filters), answerer)
 
     def answer_stream(
         self, retrieved: Retrieved, answerer: Answerer | None = None

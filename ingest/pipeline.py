@@ -30,6 +30,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.errors import DossierError, InvalidInput, NotIndexed
 from dossier.index.embeddings import embed_array, embedder_id
+from dossier.index.filters import METADATA_VERSION
 from dossier.index.lexical import save_current, save_sentence_vectors
 from dossier.index.store import PassageStore, StoredDocument, validate_collection_name
 from dossier.models import Document, DocumentInfo, PageSpan, Passage
@@ -109,9 +110,12 @@ class Ingestor:
         self.cleaner = Cleaner(settings.boilerplate_patterns)
         self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
         # Anything that changes passages or vectors is part of every content hash,
-        # so changing a setting re-ingests instead of silently mixing old and new.
+        # so changing a setting re-ingests instead of silently mixing old and new. So is
+        # what the stores keep beside each passage for filters (METADATA_VERSION): passages
+        # stored before it lack it, and the next ingest rewrites them.
         self.signature = (
             f"{self.chunker.signature}|{embedder_id(embedder)}|{settings.boilerplate_patterns}"
+            f"|{METADATA_VERSION}"
         )
 
     # -- reading -----------------------------------------------------------
@@ -424,12 +428,15 @@ class Ingestor:
         report.chunks_deleted += len(stale)
 
         fresh = dict(zip((ps.passage_id for ps in missing), vectors, strict=True))
-        fresh.update(
-            self.store.passage_vectors(
-                collection,
-                [ps.passage_id for p in group for ps in p.passages if ps.passage_id not in fresh],
+        kept = [ps for p in group for ps in p.passages if ps.passage_id not in fresh]
+        fresh.update(self.store.passage_vectors(collection, [ps.passage_id for ps in kept]))
+        # A changed document's unchanged passages keep their vectors but are written again:
+        # their metadata (title, date, publisher, the filter keys) may be what changed.
+        kept = [ps for ps in kept if ps.passage_id in fresh]
+        if kept:
+            self.store.put_passages(
+                collection, kept, np.stack([fresh[ps.passage_id] for ps in kept])
             )
-        )
         centroids = np.stack(
             [_centroid([fresh[ps.passage_id] for ps in p.passages]) for p in group]
         )

@@ -10,13 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dossier import __version__
 from dossier.engine import Dossier
 from dossier.errors import ConfigurationError
+from dossier.index.filters import PassageFilter
 from dossier.settings import Settings, get_settings, is_loopback
 from service import conversations, errors, feedback, ingestion, openai_compat
 from service.auth import PrincipalDep, TokenBuckets, scoped
@@ -28,6 +31,7 @@ from service.keys import KEYS_FILE, KeyStore
 from service.limits import BodySizeLimit, cors_options
 from service.schemas import (
     EXAMPLE_QUESTION,
+    MAX_FILTER_DOC_IDS,
     MAX_QUESTION_CHARS,
     MAX_TOP_K,
     NOT_BLANK,
@@ -37,9 +41,12 @@ from service.schemas import (
     CollectionPublic,
     DocumentDetailPublic,
     DocumentPublic,
+    FilterDate,
+    FiltersRequest,
     HealthPublic,
     PassagePublic,
     SearchPublic,
+    domain_filters,
 )
 from service.streaming import STREAM_DOC, sse_response
 
@@ -62,11 +69,16 @@ def ask(
     body: AskRequest, dossier: DossierDep, request: Request, principal: PrincipalDep
 ) -> AnswerPublic | Response:
     name = scoped(principal, dossier, body.collection, "read")
+    filters = domain_filters(body.filters)
     if not body.stream:
-        answer = answer_within(request, lambda: dossier.ask(body.question, name, body.top_k))
+        answer = answer_within(
+            request, lambda: dossier.ask(body.question, name, body.top_k, filters=filters)
+        )
         return AnswerPublic.from_domain(answer)
     # Validation and retrieval happen before the stream opens, so bad input is still a 4xx.
-    retrieved = answer_within(request, lambda: dossier.retrieve(body.question, name, body.top_k))
+    retrieved = answer_within(
+        request, lambda: dossier.retrieve(body.question, name, body.top_k, filters=filters)
+    )
     return sse_response(dossier, retrieved, request)
 
 
@@ -86,7 +98,10 @@ def chat(
     ``standalone_question`` is what was searched."""
     name = scoped(principal, dossier, body.collection, "read")
     messages = body.domain_messages()
-    retrieved = answer_within(request, lambda: dossier.chat_retrieve(messages, name, body.top_k))
+    filters = domain_filters(body.filters)
+    retrieved = answer_within(
+        request, lambda: dossier.chat_retrieve(messages, name, body.top_k, filters=filters)
+    )
     if not body.stream:
         answer = answer_within(request, lambda: dossier.answer(retrieved))
         return AnswerPublic.from_domain(answer)
@@ -113,12 +128,66 @@ def search(
     ],
     collection: Annotated[str | None, Query(max_length=100)] = None,
     k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="Default 5.")] = None,
+    doc_ids: Annotated[
+        list[Annotated[str, Query(min_length=1, max_length=200)]] | None,
+        Query(
+            min_length=1,
+            max_length=MAX_FILTER_DOC_IDS,
+            description="Only these documents; repeat it for several (doc_ids=a&doc_ids=b).",
+        ),
+    ] = None,
+    published_after: Annotated[
+        FilterDate | None, Query(description="Published on or after this day, YYYY-MM-DD.")
+    ] = None,
+    published_before: Annotated[
+        FilterDate | None, Query(description="Published on or before this day, YYYY-MM-DD.")
+    ] = None,
+    publisher: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=NOT_BLANK,
+            description="Only this publisher: an exact match, ignoring case.",
+        ),
+    ] = None,
 ) -> SearchPublic:
+    """The filters are /v1/ask's ``filters`` fields, as query parameters."""
+    filters = _query_filters(doc_ids, published_after, published_before, publisher)
     name = scoped(principal, dossier, collection, "read")
-    passages = dossier.search(q, name, k)
+    passages = dossier.search(q, name, k, filters=filters)
     return SearchPublic(
         query=q, collection=name, passages=[PassagePublic.from_domain(sp) for sp in passages]
     )
+
+
+def _query_filters(
+    doc_ids: list[str] | None,
+    published_after: object,
+    published_before: object,
+    publisher: str | None,
+) -> PassageFilter | None:
+    """The search's filter parameters, checked as /v1/ask's ``filters`` body is, so the same
+    mistakes get the same 422 (``published_after`` after ``published_before``)."""
+    given = {
+        "doc_ids": doc_ids,
+        "published_after": published_after,
+        "published_before": published_before,
+        "publisher": publisher,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
+        return None
+    try:
+        return FiltersRequest.model_validate(given).to_domain()
+    except ValidationError as exc:  # into the one 422 handler (service/errors.py)
+        raise RequestValidationError(
+            # The order check is the model's: it names no field, so it is the dates'.
+            [
+                {**err, "loc": ("query", *(err["loc"] or ("published_after",)))}
+                for err in exc.errors()
+            ]
+        ) from None
 
 
 @v1.get(

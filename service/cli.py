@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -257,13 +258,32 @@ def search(
     query: str,
     collection: Annotated[str | None, typer.Option()] = None,
     k: Annotated[int | None, typer.Option("--k", "-k")] = None,
+    doc_id: Annotated[
+        list[str] | None, typer.Option(help="Only this document; repeat for several.")
+    ] = None,
+    after: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Published on or after this day."),
+    ] = None,
+    before: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Published on or before this day."),
+    ] = None,
+    publisher: Annotated[str | None, typer.Option(help="Only this publisher (any case).")] = None,
 ) -> None:
-    """Ranked passages for a query."""
+    """Ranked passages for a query, optionally only of some documents, dates or a publisher."""
     from dossier.engine import Dossier
+    from dossier.index.filters import PassageFilter
 
     _setup_logging(False)
     try:
-        results = Dossier(get_settings()).search(query, collection, k)
+        filters = PassageFilter(
+            doc_ids=tuple(doc_id) if doc_id else None,
+            published_after=after.date() if after else None,
+            published_before=before.date() if before else None,
+            publisher=publisher,
+        )
+        results = Dossier(get_settings()).search(query, collection, k, filters=filters)
     except DossierError as exc:
         _fail(exc)
         return

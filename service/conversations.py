@@ -37,6 +37,8 @@ from service.schemas import (
     AnswerPublic,
     AnswerSentencePublic,
     CitationPublic,
+    FiltersRequest,
+    domain_filters,
 )
 from service.streaming import STREAM_DOC, sse_response
 
@@ -78,6 +80,9 @@ class MessageCreate(BaseModel):
     )
     top_k: int | None = Field(
         default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
+    )
+    filters: FiltersRequest | None = Field(
+        default=None, description="This answer only from matching passages, as on /v1/ask."
     )
     stream: StrictBool = Field(
         default=False,
@@ -281,7 +286,10 @@ def post_message(
     name = scoped(principal, dossier, conversation.collection, "read")
     question = body.content.strip()
     messages = conversation.chat_messages(question)
-    retrieved = answer_within(request, lambda: dossier.chat_retrieve(messages, name, body.top_k))
+    filters = domain_filters(body.filters)
+    retrieved = answer_within(
+        request, lambda: dossier.chat_retrieve(messages, name, body.top_k, filters=filters)
+    )
 
     def store_turn(answer: Answer) -> tuple[StoredMessage, StoredMessage]:
         return store.add_turn(conversation_id, owner, question, answer, limit)

@@ -22,6 +22,8 @@ Choices (documented in the README):
 * ``temperature``, ``max_tokens`` and OpenAI's other sampling fields are accepted and
   ignored: the configured answerer composes the answer with its own settings (a cited
   answer cut at a token count would cut its citations). ``n`` above 1 is a 400.
+* ``filters`` (Dossier's, as on ``/v1/ask``) is a top-level body field, which the SDK
+  sends from ``extra_body={"filters": {...}}``; a bad filter is a 400 in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ from dossier.models import Answer, Citation
 from service.auth import PrincipalDep, scoped
 from service.deps import DossierDep, answer_within
 from service.errors import errors_doc
-from service.schemas import EXAMPLE_QUESTION, MAX_MESSAGES, MAX_TOP_K, CitationPublic
+from service.schemas import (
+    EXAMPLE_QUESTION,
+    MAX_MESSAGES,
+    MAX_TOP_K,
+    CitationPublic,
+    FiltersRequest,
+    domain_filters,
+)
 from service.streaming import answer_events
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -172,6 +181,12 @@ class ChatCompletionRequest(BaseModel):
         le=MAX_TOP_K,
         strict=True,
         description="Dossier's: passages to retrieve.",
+    )
+    # OpenAI clients send it in extra_body: client.chat.completions.create(...,
+    # extra_body={"filters": {...}}). Unknown fields inside it are refused, as on /v1/ask.
+    filters: FiltersRequest | None = Field(
+        default=None,
+        description="Dossier's: answer only from matching passages (as /v1/ask's filters).",
     )
 
     @field_validator("n")
@@ -437,7 +452,10 @@ def chat_completions(
     messages = body.domain_messages()
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     # Validation and retrieval happen before a stream opens, so bad input is still a 4xx.
-    retrieved = answer_within(request, lambda: dossier.chat_retrieve(messages, name, body.top_k))
+    filters = domain_filters(body.filters)
+    retrieved = answer_within(
+        request, lambda: dossier.chat_retrieve(messages, name, body.top_k, filters=filters)
+    )
     if not body.stream:
         answer = answer_within(request, lambda: dossier.answer(retrieved))
         return completion(answer, body, request, cid, created)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import re
+from datetime import date
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from dossier.chat.condense import Message
+from dossier.index.filters import PassageFilter
 from dossier.models import Answer, ScoredPassage
 
 EXAMPLE_QUESTION = "Why did Albania expel Iranian diplomats?"
@@ -22,14 +25,99 @@ class _Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+MAX_FILTER_DOC_IDS = 1000
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: object) -> object:
+    # Pydantic's own date parsing also takes Unix timestamps and says only "invalid date";
+    # a filter date is a calendar day, and the error should show the format to send.
+    # Exactly RFC 3339's full-date, which the schema publishes (format: date); Python's
+    # fromisoformat alone also takes "20240131" and week dates.
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:  # 2024-02-30
+            pass
+    raise ValueError(f"must be a date as YYYY-MM-DD (e.g. 2024-01-31); got {value!r}")
+
+
+FilterDate = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    Field(description="A calendar day, YYYY-MM-DD; inclusive.", examples=["2022-09-01"]),
+]
+
+
+class FiltersRequest(BaseModel):
+    """Restrict retrieval (and so the answer) to some documents, dates or a publisher.
+
+    Every field is optional; given fields must all hold. A passage without a publication
+    date never matches a date bound. Collections ingested before filters existed need a
+    re-ingest (``dossier ingest``) before date and publisher filters find their passages.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"published_after": "2022-09-01", "published_before": "2022-09-30"}]
+        },
+    )
+
+    doc_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_FILTER_DOC_IDS,
+        description="Only these documents (ids from GET /v1/documents).",
+    )
+    published_after: FilterDate | None = None
+    published_before: FilterDate | None = None
+    publisher: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NOT_BLANK,
+        description="Only this publisher: an exact match, ignoring case.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        lo, hi = self.published_after, self.published_before
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(
+                f"published_after ({lo.isoformat()}) is after published_before "
+                f"({hi.isoformat()}); no date is in that range"
+            )
+        return self
+
+    def to_domain(self) -> PassageFilter:
+        return PassageFilter(
+            doc_ids=tuple(dict.fromkeys(self.doc_ids)) if self.doc_ids is not None else None,
+            published_after=self.published_after,
+            published_before=self.published_before,
+            publisher=self.publisher.strip() if self.publisher is not None else None,
+        )
+
+
+def domain_filters(filters: FiltersRequest | None) -> PassageFilter | None:
+    return None if filters is None else filters.to_domain()
+
+
 class _AnswerOptions(BaseModel):
-    """What /v1/ask and /v1/chat share: where to look, and how many passages."""
+    """What /v1/ask and /v1/chat share: where to look, how many passages, which ones."""
 
     collection: str | None = Field(
         default=None, max_length=100, description="Defaults to the configured one."
     )
     top_k: int | None = Field(
         default=None, ge=1, le=MAX_TOP_K, description="Passages to retrieve; default 5."
+    )
+    filters: FiltersRequest | None = Field(
+        default=None,
+        description="Answer only from matching passages; when none match, the answer "
+        "is a refusal that says so.",
     )
 
 

@@ -7,12 +7,14 @@ runs it against a real ``chroma run`` server.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dossier.errors import CollectionNotFound, DocumentNotFound, EmbedderMismatch, InvalidInput
+from dossier.index.filters import PassageFilter
 from dossier.index.store import PassageStore, StoredDocument
 from dossier.index.stores import STORES, build_store
 from dossier.models import DocumentInfo, Passage
@@ -158,3 +160,87 @@ def test_queries_see_the_stores_own_writes_at_once(store: PassageStore) -> None:
     store.open_collection("col", EMB, create=True)
     store.put_passages("col", [_passage("d9", 0, "omega")], np.stack([_vec(1)]))
     assert [p.passage_id for p, _ in store.query("col", _vec(1), 10)] == ["d9-0"]
+
+
+# -- metadata filters: applied in the query, so k still come back when k passages match --
+
+
+def _dated(doc: str, i: int, published: str | None, publisher: str | None) -> Passage:
+    return Passage(
+        f"{doc}-{i}",
+        doc,
+        f"{doc} passage {i}",
+        i * 10,
+        i * 10 + 12,
+        f"Title {doc}",
+        publisher=publisher,
+        published=published,
+    )
+
+
+def _fill_dated(store: PassageStore) -> dict[str, np.ndarray]:
+    """Four documents, three passages each; the undated one is nearest to every query."""
+    store.open_collection("col", EMB, create=True)
+    specs = {
+        "jan": ("2024-01-15", "Wire"),
+        "feb": ("2024-02-01T09:30:00Z", "Daily Planet"),
+        "mar": ("2024-03-31", "wire"),
+        "undated": (None, "Wire"),
+    }
+    passages, vectors = [], []
+    for n, (doc, (published, publisher)) in enumerate(specs.items()):
+        for i in range(3):
+            passages.append(_dated(doc, i, published, publisher))
+            # Undated first, then by document: every filter's best hits are not the
+            # unfiltered best hits, so a post-filtered top k would come back short.
+            vectors.append(_vec(1.0, 0.1 * (3 - n) if doc != "undated" else 1.0, 0.01 * i))
+    store.put_passages("col", passages, np.stack(vectors))
+    return {"q": _vec(1, 1)}
+
+
+def _docs_of(hits: list[tuple[Passage, float]]) -> set[str]:
+    return {p.doc_id for p, _ in hits}
+
+
+def test_filter_by_doc_ids(store: PassageStore) -> None:
+    q = _fill_dated(store)["q"]
+    hits = store.query("col", q, 10, PassageFilter(doc_ids=("jan", "mar")))
+    assert _docs_of(hits) == {"jan", "mar"} and len(hits) == 6
+    sims = [s for _, s in hits]
+    assert sims == sorted(sims, reverse=True)
+
+
+def test_filter_date_bounds_are_inclusive_and_undated_never_match(store: PassageStore) -> None:
+    q = _fill_dated(store)["q"]
+    both = PassageFilter(published_after=date(2024, 1, 15), published_before=date(2024, 2, 1))
+    assert _docs_of(store.query("col", q, 10, both)) == {"jan", "feb"}  # a datetime is its day
+    after = PassageFilter(published_after=date(2024, 3, 31))
+    assert _docs_of(store.query("col", q, 10, after)) == {"mar"}
+    before = PassageFilter(published_before=date(2024, 1, 14))
+    assert store.query("col", q, 10, before) == []
+    # The undated document is the nearest, and no date range includes it.
+    wide = PassageFilter(published_after=date(1900, 1, 1))
+    assert _docs_of(store.query("col", q, 20, wide)) == {"jan", "feb", "mar"}
+
+
+def test_filter_by_publisher_ignores_case(store: PassageStore) -> None:
+    q = _fill_dated(store)["q"]
+    hits = store.query("col", q, 20, PassageFilter(publisher="WIRE"))
+    assert _docs_of(hits) == {"jan", "mar", "undated"}
+    assert _docs_of(store.query("col", q, 20, PassageFilter(publisher="daily planet"))) == {"feb"}
+    assert store.query("col", q, 20, PassageFilter(publisher="Nobody")) == []
+
+
+def test_filters_combine_and_k_is_honoured(store: PassageStore) -> None:
+    q = _fill_dated(store)["q"]
+    combo = PassageFilter(
+        doc_ids=("jan", "feb", "undated"), publisher="wire", published_before=date(2024, 12, 31)
+    )
+    assert _docs_of(store.query("col", q, 10, combo)) == {"jan"}
+    # The unfiltered top 2 are both undated; filtered, 2 matching ones still come back.
+    assert _docs_of(store.query("col", q, 2)) == {"undated"}
+    dated = PassageFilter(published_after=date(2024, 1, 1))
+    hits = store.query("col", q, 2, dated)
+    assert len(hits) == 2 and _docs_of(hits) <= {"jan", "feb", "mar"}
+    assert len(store.query("col", q, 5, PassageFilter(doc_ids=("feb", "mar")))) == 5
+    assert len(store.query("col", q, 10, PassageFilter())) == 10  # an empty filter: none

@@ -34,6 +34,7 @@ from typing import Any, overload
 import numpy as np
 
 from dossier.index import sentence_table, sentence_vectors
+from dossier.index.filters import FilterColumns, PassageFilter, active
 from dossier.index.sentence_table import PassageSentences, SentenceTable
 from dossier.index.sentence_vectors import SentenceVectors
 from dossier.index.store import PassageStore
@@ -127,6 +128,13 @@ class PassageTable(Sequence[Passage]):
         by_row = {row[0]: Passage(*row[1:]) for row in rows}
         return [by_row[r] for r in rowids]
 
+    def filter_columns(self) -> FilterColumns:
+        """The columns filters are matched on, in index order, without the passages' text."""
+        rows = self._db().execute(
+            "SELECT doc_id, publisher, published FROM passages ORDER BY rowid"
+        )
+        return FilterColumns.of(rows)
+
 
 class DocFreq(Mapping[str, int]):
     """Document frequencies read off the BM25 score matrix: one column per term."""
@@ -174,6 +182,7 @@ class LexicalIndex:
         self.stored_sentences = True
         self._table: SentenceTable | None = None
         self._table_checked = -math.inf
+        self._filter_columns: FilterColumns | None = None
 
     @property
     def size(self) -> int:
@@ -227,13 +236,41 @@ class LexicalIndex:
             self._sentences[passage.passage_id] = cached
         return cached
 
-    def search(self, query_terms: Sequence[str], k: int) -> list[tuple[Passage, float]]:
-        """The top k passages by BM25 with a positive score."""
+    def filter_columns(self) -> FilterColumns:
+        """doc_id, publisher and day per position, read once per index version (a filtered
+        query then costs a few vectorised comparisons, not a pass over the passages)."""
+        if self._filter_columns is None:
+            if isinstance(self.passages, PassageTable):
+                self._filter_columns = self.passages.filter_columns()
+            else:
+                self._filter_columns = FilterColumns.of(
+                    (p.doc_id, p.publisher, p.published) for p in self.passages
+                )
+        return self._filter_columns
+
+    def search(
+        self, query_terms: Sequence[str], k: int, filters: PassageFilter | None = None
+    ) -> list[tuple[Passage, float]]:
+        """The top k passages by BM25 with a positive score, among those ``filters`` matches.
+
+        Filtered passages are masked out of the scores before the top k is taken, so k
+        come back whenever k matching passages contain a query term.
+        """
         known = [t for t in query_terms if t in self.df]
         if self.bm25 is None or not known or not self.size:
             return []
         k = min(k, self.size)
-        docs, scores = self.bm25.retrieve([known], k=k, show_progress=False, n_threads=1)
+        wanted = active(filters)
+        mask: np.ndarray | None = None
+        if wanted is not None:
+            allowed = wanted.mask(self.filter_columns())
+            if not allowed.any():
+                return []
+            # A zero weight zeroes the score, and only positive scores are returned below.
+            mask = allowed.astype(np.float32)
+        docs, scores = self.bm25.retrieve(
+            [known], k=k, show_progress=False, n_threads=1, weight_mask=mask
+        )
         hits = [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
         if isinstance(self.passages, PassageTable):
             found = self.passages.many([i for i, _ in hits])

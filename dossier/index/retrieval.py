@@ -13,6 +13,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from dossier.index.embeddings import embed_array
+from dossier.index.filters import PassageFilter
 from dossier.index.lexical import LexicalIndex, LexicalIndexes
 from dossier.index.store import PassageStore
 from dossier.models import ScoredPassage
@@ -33,7 +34,11 @@ class Retriever(ABC):
     """Ranks passages of one collection for a query."""
 
     @abstractmethod
-    def retrieve(self, query: str, collection: str, k: int) -> list[ScoredPassage]: ...
+    def retrieve(
+        self, query: str, collection: str, k: int, filters: PassageFilter | None = None
+    ) -> list[ScoredPassage]:
+        """The top k passages for ``query``; with ``filters``, the top k of those it matches
+        (filtered while ranking, not after, so k come back when k match)."""
 
 
 class DenseRetriever(Retriever):
@@ -45,13 +50,17 @@ class DenseRetriever(Retriever):
         vector: np.ndarray = embed_array(self.embedder, [query])[0]
         return vector
 
-    def retrieve(self, query: str, collection: str, k: int) -> list[ScoredPassage]:
-        return self.retrieve_vector(self.embed_query(query), collection, k)
+    def retrieve(
+        self, query: str, collection: str, k: int, filters: PassageFilter | None = None
+    ) -> list[ScoredPassage]:
+        return self.retrieve_vector(self.embed_query(query), collection, k, filters)
 
-    def retrieve_vector(self, vector: np.ndarray, collection: str, k: int) -> list[ScoredPassage]:
+    def retrieve_vector(
+        self, vector: np.ndarray, collection: str, k: int, filters: PassageFilter | None = None
+    ) -> list[ScoredPassage]:
         return [
             ScoredPassage(passage=p, score=sim, dense_similarity=sim)
-            for p, sim in self.store.query(collection, vector, k)
+            for p, sim in self.store.query(collection, vector, k, filters)
         ]
 
 
@@ -82,8 +91,10 @@ class BM25Retriever(Retriever):
     def index(self, collection: str) -> LexicalIndex:
         return self.indexes.get(collection)
 
-    def retrieve(self, query: str, collection: str, k: int) -> list[ScoredPassage]:
-        hits = self.index(collection).search(terms(query), k)
+    def retrieve(
+        self, query: str, collection: str, k: int, filters: PassageFilter | None = None
+    ) -> list[ScoredPassage]:
+        hits = self.index(collection).search(terms(query), k, filters)
         return [ScoredPassage(passage=p, score=s, lexical_score=s) for p, s in hits]
 
 
@@ -154,15 +165,26 @@ class HybridRetriever(Retriever):
         self.rerank_depth = rerank_depth
         self.rerank_weight = rerank_weight
 
-    def retrieve(self, query: str, collection: str, k: int) -> list[ScoredPassage]:
-        return self.retrieve_with_vector(query, self.dense.embed_query(query), collection, k)
+    def retrieve(
+        self, query: str, collection: str, k: int, filters: PassageFilter | None = None
+    ) -> list[ScoredPassage]:
+        return self.retrieve_with_vector(
+            query, self.dense.embed_query(query), collection, k, filters
+        )
 
     def retrieve_with_vector(
-        self, query: str, vector: np.ndarray, collection: str, k: int
+        self,
+        query: str,
+        vector: np.ndarray,
+        collection: str,
+        k: int,
+        filters: PassageFilter | None = None,
     ) -> list[ScoredPassage]:
+        # Both lists are filtered while ranked, so their fusion (and the rerank, which
+        # only reorders them) holds only matching passages, and enough of them.
         depth = max(k, self.candidate_k)
-        dense = self.dense.retrieve_vector(vector, collection, depth)
-        lexical = self.lexical.retrieve(query, collection, depth)
+        dense = self.dense.retrieve_vector(vector, collection, depth, filters)
+        lexical = self.lexical.retrieve(query, collection, depth, filters)
         fused = self.fuse([dense, lexical], [self.dense_weight, 1.0 - self.dense_weight])
         by_id: dict[str, ScoredPassage] = {}
         for sp in dense:

@@ -20,6 +20,7 @@ from dossier.errors import (
     EmbedderMismatch,
     InvalidInput,
 )
+from dossier.index.filters import PassageFilter
 from dossier.models import CollectionInfo, DocumentInfo, Passage
 
 log = logging.getLogger(__name__)
@@ -120,5 +121,8 @@ class PassageStore(ABC):
     def all_passages(self, name: str) -> list[Passage]: ...
 
     @abstractmethod
-    def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
-        """The k nearest passages with their cosine similarity."""
+    def query(
+        self, name: str, vector: np.ndarray, k: int, filters: PassageFilter | None = None
+    ) -> list[tuple[Passage, float]]:
+        """The k nearest passages with their cosine similarity, among those ``filters``
+        matches: filtered in the query itself, so k come back when k passages match."""

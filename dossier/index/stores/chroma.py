@@ -23,6 +23,14 @@ from dossier.errors import (
     CollectionNotFound,
     DocumentNotFound,
 )
+from dossier.index.filters import (
+    DAY_KEY,
+    PUBLISHER_KEY,
+    PassageFilter,
+    active,
+    published_day,
+    publisher_key,
+)
 from dossier.index.store import (
     DOCS_SUFFIX,
     EMBEDDER_KEY,
@@ -55,8 +63,35 @@ def _passage_meta(p: Passage) -> dict[str, Any]:
             "published": p.published,
             "author": p.author,
             "page": p.page,
+            # Chroma compares only numbers with $gte/$lte, and strings only exactly: the
+            # forms a filter is matched against (dossier/index/filters.py).
+            DAY_KEY: published_day(p.published),
+            PUBLISHER_KEY: publisher_key(p.publisher),
         }
     )
+
+
+def _where(filters: PassageFilter | None) -> dict[str, Any] | None:
+    """A filter as a Chroma ``where`` clause, or None for none.
+
+    Passages stored before the filter keys existed lack them, so date and publisher
+    filters skip those until a re-ingest rewrites them (the ingest signature carries
+    ``METADATA_VERSION`` for that); ``doc_id`` was always stored.
+    """
+    wanted = active(filters)
+    if wanted is None:
+        return None
+    clauses: list[dict[str, Any]] = []
+    if wanted.doc_ids is not None:
+        clauses.append({"doc_id": {"$in": list(wanted.doc_ids)}})
+    if wanted.publisher is not None:
+        clauses.append({PUBLISHER_KEY: {"$eq": publisher_key(wanted.publisher)}})
+    lo, hi = wanted.day_range
+    if lo is not None:
+        clauses.append({DAY_KEY: {"$gte": lo}})
+    if hi is not None:
+        clauses.append({DAY_KEY: {"$lte": hi}})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _passage_from(pid: str, text: str, meta: dict[str, Any]) -> Passage:
@@ -284,20 +319,30 @@ class ChromaStore(PassageStore):
             for pid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
 
-    def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
+    def query(
+        self, name: str, vector: np.ndarray, k: int, filters: PassageFilter | None = None
+    ) -> list[tuple[Passage, float]]:
         col = self._get(name)
-        return self._query(col, col.count(), vector, k)
+        return self._query(col, col.count(), vector, k, filters)
 
     def _query(
-        self, col: Any, count: int, vector: np.ndarray, k: int
+        self,
+        col: Any,
+        count: int,
+        vector: np.ndarray,
+        k: int,
+        filters: PassageFilter | None = None,
     ) -> list[tuple[Passage, float]]:
         n = min(k, count)
         if n == 0:
             return []
+        # Chroma filters before it ranks, so n results come back when n passages match.
+        where = _where(filters)
         got = col.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=n,
             include=["documents", "metadatas", "distances"],
+            **({"where": where} if where is not None else {}),
         )
         return [
             (_passage_from(pid, text, meta), 1.0 - float(dist))
@@ -345,7 +390,9 @@ class EmbeddedChromaStore(ChromaStore):
         SharedSystemClient._identifier_to_system.pop(str(self.path), None)
         return chromadb.PersistentClient(path=str(self.path), settings=_chroma_settings())
 
-    def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
+    def query(
+        self, name: str, vector: np.ndarray, k: int, filters: PassageFilter | None = None
+    ) -> list[tuple[Passage, float]]:
         now = time.monotonic()
         if now - self._checked.get(name, -math.inf) >= self.check_s:
             self._checked[name] = now
@@ -369,7 +416,7 @@ class EmbeddedChromaStore(ChromaStore):
             count = col.count()
             if seen is not None:
                 self._handles[name] = (client, seen, col, count)
-        return self._query(col, count, vector, k)
+        return self._query(col, count, vector, k, filters)
 
 
 def persistent(settings: Settings) -> PassageStore:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dossier.errors import CollectionNotFound, DocumentNotFound
+from dossier.index.filters import PassageFilter, active
 from dossier.index.store import (
     PassageStore,
     StoredDocument,
@@ -140,12 +141,15 @@ class MemoryStore(PassageStore):
         with self._lock:
             return list(self._get(name).passages.values())
 
-    def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[Passage, float]]:
+    def query(
+        self, name: str, vector: np.ndarray, k: int, filters: PassageFilter | None = None
+    ) -> list[tuple[Passage, float]]:
+        wanted = active(filters)
         with self._lock:
             col = self._get(name)
-            if not col.passages or k <= 0:
+            ids = [pid for pid, p in col.passages.items() if wanted is None or wanted.matches(p)]
+            if not ids or k <= 0:
                 return []
-            ids = list(col.passages)
             matrix = np.stack([_unit(col.vectors[pid]) for pid in ids])
             sims = matrix @ _unit(vector)
             order = np.argsort(-sims, kind="stable")[:k]
