@@ -11,7 +11,7 @@ import html
 from collections.abc import Callable, Iterable
 from urllib.parse import urlencode
 
-from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Passage
+from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Page, Passage
 
 CSS = """
 <style>
@@ -209,9 +209,25 @@ SCROLL_SCRIPT = """
 """
 
 
+def page_of(doc: DocumentDetail, offset: int) -> Page | None:
+    """The page of a paged source (PDF) that holds ``offset``; None for other documents."""
+    return next((p for p in doc.pages if p.start <= offset < p.end), None)
+
+
 def article_html(doc: DocumentDetail, start: int, end: int, label: str = "") -> str:
-    """The whole article with [start, end) highlighted; the mark has id="cited" to scroll to."""
-    body = highlight(doc.text, [(start, end, label)]).replace(
+    """The article with [start, end) highlighted; the mark has id="cited" to scroll to.
+
+    A PDF shows the page that holds the cited sentence, as the reader would find it in the
+    file, headed by its page number; other documents show their whole text.
+    """
+    page = page_of(doc, start) if end > start else None
+    lo, hi = (page.start, page.end) if page is not None else (0, len(doc.text))
+    body = highlight(doc.text[lo:hi], [(start - lo, min(end, hi) - lo, label)]).replace(
         '<mark class="cited">', '<mark class="cited" id="cited">', 1
     )
-    return f'<div class="dossier-article" data-doc="{esc(doc.doc_id)}">{body}</div>'
+    heading = (
+        f'<div class="meta">Page {page.page} of {doc.pages[-1].page}</div>'
+        if page is not None
+        else ""
+    )
+    return f'<div class="dossier-article" data-doc="{esc(doc.doc_id)}">{heading}{body}</div>'

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ui import render
-from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Passage
+from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Page, Passage
 
 TEXT = "Intro line.\n\nAlbania cut ties with Iran. It blamed a cyberattack <script>."
 
@@ -76,6 +76,21 @@ def test_article_highlights_exactly_the_span() -> None:
     html = render.article_html(doc, c.start, c.end, "[1]")
     assert f'<mark class="cited" id="cited">{c.quote}<sup>[1]</sup></mark>' in html
     assert html.count("<mark") == 1
+
+
+def test_a_pdf_source_shows_the_cited_page_only() -> None:
+    text = "Page one says little.\n\nPage two: Albania cut ties with Iran.\n\nPage three."
+    one, two = text.index("Page one"), text.index("Page two")
+    three = text.index("Page three")
+    pages = [Page(page=1, start=one, end=two - 2), Page(page=2, start=two, end=three - 2)]
+    pages.append(Page(page=3, start=three, end=len(text)))
+    doc = DocumentDetail(doc_id="d1", collection="seed", title="t", text=text, pages=pages)
+    quote = "Albania cut ties with Iran."
+    start = text.index(quote)
+    html = render.article_html(doc, start, start + len(quote), "[1]")
+    assert "Page 2 of 3" in html
+    assert f'<mark class="cited" id="cited">{quote}<sup>[1]</sup></mark>' in html
+    assert "Page one" not in html and "Page three" not in html
 
 
 def test_related_card_shows_score() -> None:
