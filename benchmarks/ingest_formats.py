@@ -93,7 +93,7 @@ def measure_format(tmp: Path, fmt: str, items: list[tuple[str, str, list[str]]])
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 mode, path, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
@@ -112,7 +112,9 @@ else:
     engine = Dossier(settings)
     Ingestor(settings, engine.store, engine.embedder).ingest(Path(path), "bench-big")
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at its parent's peak.
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1)}}))
 """
 
