@@ -246,11 +246,10 @@ def source(client: DossierClient, src: dict[str, str]) -> None:
         st.error(str(exc), icon="🚫")
         return
     st.title(doc.title)
-    meta = render.meta_line(doc.publisher, doc.published)
-    link = f' · <a href="{render.esc(doc.url)}" target="_blank">original</a>' if doc.url else ""
+    meta = render.source_meta(doc.publisher, doc.published, doc.url)
     tags = f" · tags: {render.esc(', '.join(doc.tags))}" if doc.tags else ""
     st.markdown(
-        f'<div class="dossier-card meta">{meta}{link}{tags} · collection '
+        f'<div class="dossier-card meta">{meta}{tags} · collection '
         f"{render.esc(doc.collection)} · document {render.esc(doc.doc_id)}</div>",
         unsafe_allow_html=True,
     )
@@ -351,12 +350,15 @@ def add_documents(client: DossierClient, collection: str | None) -> None:
             value=collection or "",
             placeholder="e.g. wire",
             help="3-56 lowercase letters, digits, '.', '_' or '-'. A new name creates it.",
+            key="add-collection",
         )
         uploads = st.file_uploader(
             "Files", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="uploads"
         )
-        urls_text = st.text_area("URLs, one a line", placeholder="https://example.org/article")
-        submitted = st.form_submit_button("Add to collection")
+        urls_text = st.text_area(
+            "URLs, one a line", placeholder="https://example.org/article", key="add-urls"
+        )
+        submitted = st.form_submit_button("Add to collection", key="add-submit")
     if not submitted:
         return
     name = target.strip()
@@ -473,7 +475,9 @@ def corpus(client: DossierClient, collection: str | None) -> None:
         st.info("No collection yet. Ingest one with `dossier ingest PATH --collection NAME`.")
         return
     st.subheader(f"Documents in {collection}")
-    needle = st.text_input("Filter documents", placeholder="title, publisher or tag").lower()
+    needle = st.text_input(
+        "Filter documents", placeholder="title, publisher or tag", key="doc-filter"
+    ).lower()
     try:
         docs = client.documents(collection)
     except ApiError as exc:
@@ -503,9 +507,9 @@ def corpus(client: DossierClient, collection: str | None) -> None:
 
     st.subheader("Search passages")
     with st.form("search"):
-        query = st.text_input("Query", placeholder=EXAMPLE_QUESTION)
-        k = st.number_input("Passages", min_value=1, max_value=50, value=10)
-        submitted = st.form_submit_button("Search")
+        query = st.text_input("Query", placeholder=EXAMPLE_QUESTION, key="search-query")
+        k = st.number_input("Passages", min_value=1, max_value=50, value=10, key="search-k")
+        submitted = st.form_submit_button("Search", key="search-submit")
     if submitted and query.strip():
         try:
             result = client.search(query, collection, int(k))

@@ -19,7 +19,8 @@ BINARY = bytes(range(256)) * 8
 
 
 def article(title: str, body: str) -> bytes:
-    return f"---\ntitle: {title}\npublisher: Test Wire\npublished: 2024-05-01\n---\n\n{body}\n".encode()
+    front = f"---\ntitle: {title}\npublisher: Test Wire\npublished: 2024-05-01\n---\n\n"
+    return (front + body + "\n").encode()
 
 
 HARBOUR = article("Harbour reopens", "The harbour reopened on Monday after the storm.")
