@@ -320,11 +320,15 @@ def show_outcome(outcome: dict[str, Any]) -> None:
         ("Duplicate", result.duplicates),
     ):
         for item in items:
+            # The server's reasons often start with the file name; it is shown once.
+            reason = item.reason.removeprefix(f"{item.source}: ")
             st.markdown(
                 f'<div class="dossier-problem" data-kind="{label.lower()}">{label}: '
-                f"<code>{render.esc(item.source)}</code>: {render.esc(item.reason)}</div>",
+                f"<code>{render.esc(item.source)}</code>: {render.esc(reason)}</div>",
                 unsafe_allow_html=True,
             )
+    if outcome.get("job"):
+        st.caption(f"Ingested by background job {outcome['job']}.")
 
 
 def _finish(client: DossierClient, submitted: IngestResult | Job) -> dict[str, Any]:
@@ -334,8 +338,11 @@ def _finish(client: DossierClient, submitted: IngestResult | Job) -> dict[str, A
     bar = st.progress(0.0, text="Queued…")
     job = client.wait_job(submitted, lambda j: _show_job(bar, j))
     if job.status == "failed":
-        return {"error": f"The ingestion job failed: {job.error or 'no reason given'}"}
-    return {"result": job.result}
+        return {
+            "error": f"The ingestion job failed: {job.error or 'no reason given'}",
+            "job": job.id,
+        }
+    return {"result": job.result, "job": job.id}
 
 
 def add_documents(client: DossierClient, collection: str | None) -> None:
@@ -393,7 +400,10 @@ def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """Files then URLs into one outcome: counts added up, problems listed together."""
     a: IngestResult | None = first.get("result")
     b: IngestResult | None = second.get("result")
-    merged: dict[str, Any] = {"error": second.get("error") or first.get("error")}
+    merged: dict[str, Any] = {
+        "error": second.get("error") or first.get("error"),
+        "job": second.get("job") or first.get("job"),
+    }
     if a is None or b is None:
         merged["result"] = a or b
         return merged

@@ -69,8 +69,8 @@ def live_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def write_api(tmp_path: Path) -> Iterator[str]:
     """An empty API of its own that the test may write to (hashing embedder: fast). More
-    than two documents in one upload become a background job."""
-    settings = make_settings(tmp_path, embedder="hashing", ingest_sync_max_documents=2)
+    than one document in one upload becomes a background job."""
+    settings = make_settings(tmp_path, embedder="hashing", ingest_sync_max_documents=1)
     with LiveServer(create_app(settings, dossier=Dossier(settings))) as server:
         yield server.url
 
