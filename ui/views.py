@@ -281,7 +281,7 @@ def _api_error(exc: ApiError) -> str:
     return f"{exc} (HTTP {exc.status})" if isinstance(exc, ApiResponseError) else str(exc)
 
 
-def _eta(job: Job) -> str:
+def eta_text(job: Job) -> str:
     if job.eta_s is None or job.status != "running":
         return ""
     return f", about {job.eta_s:.0f} s left" if job.eta_s >= 1 else ", almost done"
@@ -291,7 +291,7 @@ def _show_job(bar: Any, job: Job) -> None:
     fraction = job.processed / job.total if job.total else 1.0
     bar.progress(
         min(1.0, fraction),
-        text=f"Ingesting: {job.processed} of {job.total} documents ({job.status}{_eta(job)})",
+        text=f"Ingesting: {job.processed} of {job.total} documents ({job.status}{eta_text(job)})",
     )
 
 

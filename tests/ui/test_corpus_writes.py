@@ -6,7 +6,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.ui.conftest import AppFactory
 from tests.ui.test_client_ingest import BINARY, HARBOUR, RAILWAY
-from ui.client import DossierClient, IngestResult
+from ui.client import DossierClient, IngestProblem, IngestResult, Job
+from ui.views import eta_text, ingest_summary
 
 
 def corpus_page(app: AppFactory, api: str) -> AppTest:
@@ -79,3 +80,28 @@ def test_an_api_error_is_its_message(app: AppFactory, write_api: str) -> None:
     (error,) = at.error
     assert "name" in error.value and "(HTTP 422)" in error.value
     assert "Traceback" not in error.value
+
+
+def test_progress_text_says_how_far_and_how_long() -> None:
+    job = Job(id="j" * 32, collection="wire", status="running", total=40, processed=10, eta_s=12.4)
+    assert eta_text(job) == ", about 12 s left"
+    assert eta_text(job.model_copy(update={"eta_s": 0.3})) == ", almost done"
+    assert eta_text(job.model_copy(update={"status": "queued", "eta_s": None})) == ""
+
+
+def test_summary_counts_every_kind_of_outcome() -> None:
+    result = IngestResult(
+        collection="wire",
+        added=2,
+        updated=1,
+        unchanged=3,
+        duplicates=[IngestProblem(source="b.md", reason="same text as a.md")],
+        failed=[IngestProblem(source="x.txt", reason="binary")],
+        chunks_embedded=4,
+        chunks_total=9,
+        seconds=1.25,
+    )
+    assert ingest_summary(result) == (
+        "wire: 2 added, 1 updated, 3 unchanged, 1 duplicates, 1 failed, 0 skipped "
+        "(4 of 9 passages embedded, 1.2 s)"
+    )
