@@ -31,7 +31,8 @@ def pick_collection(client: DossierClient, default: str) -> str | None:
         st.error(str(exc), icon="🚫")
         return None
     if not names:
-        st.warning("The API has no collections yet. Ingest one with `dossier ingest`.")
+        where = " or add files on the Corpus page" if client.may_write else ""
+        st.warning(f"The API has no collections yet. Ingest one with `dossier ingest`{where}.")
         return None
     pending = st.session_state.pop("pending-collection", None)
     if pending in names:

@@ -482,7 +482,10 @@ def corpus(client: DossierClient, collection: str | None) -> None:
     if writable:
         add_documents(client, collection)
     if not collection:
-        st.info("No collection yet. Ingest one with `dossier ingest PATH --collection NAME`.")
+        st.info(
+            "No collection yet. Ingest one with `dossier ingest PATH --collection NAME`"
+            + (", or add files above." if writable else ".")
+        )
         return
     st.subheader(f"Documents in {collection}")
     needle = st.text_input(
