@@ -31,8 +31,14 @@ def pick_collection(client: DossierClient, default: str) -> str | None:
         st.error(str(exc), icon="🚫")
         return None
     if not names:
-        st.warning("The API has no collections yet. Ingest one with `dossier ingest`.")
+        where = " or add files on the Corpus page" if client.may_write else ""
+        st.warning(f"The API has no collections yet. Ingest one with `dossier ingest`{where}.")
         return None
+    pending = st.session_state.pop("pending-collection", None)
+    if pending in names:
+        # The collection just written to (the Corpus page's upload); set before the picker
+        # is drawn, since Streamlit refuses to change a widget's value after that.
+        st.session_state["collection"] = pending
     wanted = st.query_params.get("collection")
     if wanted and wanted not in names:
         st.warning(f"Unknown collection {wanted!r}. Known collections: {', '.join(names)}.")

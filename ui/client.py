@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -18,6 +19,8 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from dossier.settings import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +174,54 @@ class Feedback(_Model):
     citations: list[str] = []
 
 
+class IngestProblem(_Model):
+    """A file or id that was not stored (failed, skipped) or stored once (a duplicate)."""
+
+    source: str
+    reason: str
+
+
+class DocumentRef(_Model):
+    source: str
+    doc_id: str
+
+
+class IngestResult(_Model):
+    collection: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: list[IngestProblem] = []
+    failed: list[IngestProblem] = []
+    skipped: list[IngestProblem] = []
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    documents: list[DocumentRef] = []
+
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+
+class Job(_Model):
+    """A background ingestion (``GET /v1/jobs/{id}``): large batches answer 202 with one."""
+
+    id: str
+    collection: str
+    status: JobStatus
+    total: int
+    processed: int = 0
+    eta_s: float | None = None
+    created: str = ""
+    finished: str | None = None
+    error: str | None = None
+    result: IngestResult | None = None
+
+    @property
+    def over(self) -> bool:
+        return self.status in ("done", "failed")
+
+
 class ApiError(Exception):
     """Base class; ``str(err)`` is a message for the person using the UI."""
 
@@ -203,6 +254,26 @@ class ApiResponseError(ApiError):
         self.kind = kind
 
 
+class UrlsUnsupported(ApiResponseError):
+    """The API has no ``POST /v1/collections/{name}/urls`` (an older server)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status, "urls_unsupported", "This server does not fetch URLs.")
+
+
+# What the upload form offers; the server decides what it can read (PDF and Word readers
+# may be missing on an older server, which then reports those files as failed).
+UPLOAD_TYPES = ("md", "txt", "html", "htm", "pdf", "docx")
+MIME_TYPES = {
+    "md": "text/markdown",
+    "txt": "text/plain",
+    "html": "text/html",
+    "htm": "text/html",
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
 class DossierClient:
     """Synchronous client; one instance holds one connection pool. Use as a context manager."""
 
@@ -219,6 +290,7 @@ class DossierClient:
         # Connecting should be quick on any sane network; a long connect timeout would only
         # delay the "API unreachable" message.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
+        self.has_key = bool(api_key)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
@@ -251,11 +323,18 @@ class DossierClient:
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, exc) from exc
 
-    def _request(self, method: str, path: str, model: type[T] | Any, **kwargs: Any) -> T:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         with self._transport():
             resp = self._http.request(method, path, **kwargs)
         if resp.status_code >= 400:
             raise _error_from(resp)
+        return resp
+
+    def _request(self, method: str, path: str, model: type[T] | Any, **kwargs: Any) -> T:
+        parsed: T = self._parsed(self._send(method, path, **kwargs), method, path, model)
+        return parsed
+
+    def _parsed(self, resp: httpx.Response, method: str, path: str, model: type[T] | Any) -> T:
         try:
             parsed: T = TypeAdapter(model).validate_python(resp.json())
         except (ValueError, ValidationError) as exc:
@@ -375,6 +454,78 @@ class DossierClient:
 
     def feedback(self, limit: int = 100) -> list[Feedback]:
         return self._request("GET", "/v1/feedback", list[Feedback], params={"limit": limit})
+
+    # -- writing (curators) ----------------------------------------------------
+    @property
+    def may_write(self) -> bool:
+        """Whether to offer writes: the API is on loopback (where it needs no key by
+        default, so the caller has every right) or a key is configured. The API has no
+        endpoint that says what a key may do, so a read key still sees the forms; its
+        writes are refused with the API's 403 message."""
+        host = httpx.URL(self.base_url).host
+        return self.has_key or is_loopback(host)
+
+    def create_collection(self, name: str) -> Collection:
+        return self._request("POST", "/v1/collections", Collection, json={"name": name})
+
+    def upload_files(
+        self, collection: str, files: Sequence[tuple[str, bytes]]
+    ) -> IngestResult | Job:
+        """``POST /v1/collections/{name}/files``: the result at once for a small batch, or
+        the :class:`Job` to poll with :meth:`job` for a large one (HTTP 202)."""
+        parts = [("files", (name, data, _mime(name))) for name, data in files]
+        path = f"/v1/collections/{quote(collection, safe='')}/files"
+        return self._ingest_response(self._send("POST", path, files=parts), path)
+
+    def add_urls(self, collection: str, urls: Sequence[str]) -> IngestResult | Job:
+        """``POST /v1/collections/{name}/urls``; :class:`UrlsUnsupported` where the server
+        has no such route (404 from the router, not a collection's 404; or 405)."""
+        path = f"/v1/collections/{quote(collection, safe='')}/urls"
+        try:
+            resp = self._send("POST", path, json={"urls": list(urls)})
+        except ApiResponseError as exc:
+            if exc.status == 405 or (exc.status == 404 and exc.kind == "http_error"):
+                raise UrlsUnsupported(exc.status) from exc
+            raise
+        return self._ingest_response(resp, path)
+
+    def job(self, job_id: str) -> Job:
+        return self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}", Job)
+
+    def wait_job(
+        self,
+        job: Job,
+        on_progress: Callable[[Job], None] | None = None,
+        interval_s: float = 0.5,
+        timeout_s: float = 3600.0,
+    ) -> Job:
+        """Poll a job until it is done or failed, calling ``on_progress`` with each state."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if on_progress is not None:
+                on_progress(job)
+            if job.over:
+                return job
+            if time.monotonic() > deadline:
+                raise ApiError(
+                    f"Job {job.id} is still {job.status} after {timeout_s:g} s; it goes on "
+                    "in the server. Reload the page later to see the documents."
+                )
+            time.sleep(interval_s)
+            job = self.job(job.id)
+
+    def delete_document(self, collection: str, doc_id: str) -> None:
+        path = f"/v1/collections/{quote(collection, safe='')}/documents/{quote(doc_id, safe='')}"
+        self._send("DELETE", path)
+
+    def _ingest_response(self, resp: httpx.Response, path: str) -> IngestResult | Job:
+        if resp.status_code == 202:
+            return self._parsed(resp, "POST", path, Job)
+        return self._parsed(resp, "POST", path, IngestResult)
+
+
+def _mime(name: str) -> str:
+    return MIME_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
 
 
 def _chat_body(

@@ -58,6 +58,19 @@ def meta_line(publisher: str | None, published: str | None, extra: str = "") -> 
     return line + extra
 
 
+def source_meta(
+    publisher: str | None, published: str | None, url: str | None, extra: str = ""
+) -> str:
+    """Publisher · date · a link to the original when the source has one: what a reader
+    needs to judge a citation, on one short line."""
+    link = (
+        f' · <a class="original" href="{esc(url)}" target="_blank" rel="noopener">original</a>'
+        if url and url.startswith(("http://", "https://"))
+        else ""
+    )
+    return meta_line(publisher, published, extra) + link
+
+
 def source_query(citation: Citation, collection: str) -> dict[str, str]:
     """Query parameters that open the source view of one citation (see ``views.source``)."""
     return {
@@ -161,7 +174,7 @@ def cited_cards(answer: Answer) -> list[tuple[str, list[Citation]]]:
     cards = []
     for cits in groups.values():
         first = cits[0]
-        meta = meta_line(first.publisher, first.published)
+        meta = source_meta(first.publisher, first.published, first.url)
         cards.append((passage_card_html(first.passage_text, first.title, meta, cits), cits))
     return cards
 
@@ -172,7 +185,8 @@ def related_card_html(passage: Passage) -> str:
     return (
         f'<div class="dossier-card related" data-passage="{esc(passage.passage_id)}">'
         f"<strong>{esc(passage.title)}</strong>"
-        f'<div class="meta">{meta_line(passage.publisher, passage.published, score)}</div>'
+        f'<div class="meta">{source_meta(passage.publisher, passage.published, passage.url, score)}'
+        "</div>"
         f'<div class="text">{_flat(passage.text)}</div></div>'
     )
 

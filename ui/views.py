@@ -14,14 +14,19 @@ import streamlit as st
 from ui import render
 from ui.client import (
     MAX_CHAT_MESSAGES,
+    UPLOAD_TYPES,
     Answer,
     ApiError,
     ApiResponseError,
     ApiTimeout,
     ChatMessage,
+    Document,
     DossierClient,
+    IngestResult,
+    Job,
     StreamEvent,
     TextDelta,
+    UrlsUnsupported,
 )
 from ui.evals import SuiteReport, latest_reports
 
@@ -241,11 +246,10 @@ def source(client: DossierClient, src: dict[str, str]) -> None:
         st.error(str(exc), icon="🚫")
         return
     st.title(doc.title)
-    meta = render.meta_line(doc.publisher, doc.published)
-    link = f' · <a href="{render.esc(doc.url)}" target="_blank">original</a>' if doc.url else ""
+    meta = render.source_meta(doc.publisher, doc.published, doc.url)
     tags = f" · tags: {render.esc(', '.join(doc.tags))}" if doc.tags else ""
     st.markdown(
-        f'<div class="dossier-card meta">{meta}{link}{tags} · collection '
+        f'<div class="dossier-card meta">{meta}{tags} · collection '
         f"{render.esc(doc.collection)} · document {render.esc(doc.doc_id)}</div>",
         unsafe_allow_html=True,
     )
@@ -265,6 +269,203 @@ def source(client: DossierClient, src: dict[str, str]) -> None:
 
 
 # -- corpus ------------------------------------------------------------------------------
+# Delete buttons for more documents than this would make the page long and slow; the
+# filter narrows the list.
+DELETABLE_SHOWN = 50
+# Where the outcome of the last ingestion is kept, so it survives the rerun that refreshes
+# the document list and the collection picker.
+INGEST_OUTCOME = "ingest-outcome"
+
+
+def _api_error(exc: ApiError) -> str:
+    return f"{exc} (HTTP {exc.status})" if isinstance(exc, ApiResponseError) else str(exc)
+
+
+def eta_text(job: Job) -> str:
+    if job.eta_s is None or job.status != "running":
+        return ""
+    return f", about {job.eta_s:.0f} s left" if job.eta_s >= 1 else ", almost done"
+
+
+def _show_job(bar: Any, job: Job) -> None:
+    fraction = job.processed / job.total if job.total else 1.0
+    bar.progress(
+        min(1.0, fraction),
+        text=f"Ingesting: {job.processed} of {job.total} documents ({job.status}{eta_text(job)})",
+    )
+
+
+def ingest_summary(result: IngestResult) -> str:
+    """One line of counts; the problems are listed one per file under it."""
+    return (
+        f"{result.collection}: {result.added} added, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {len(result.duplicates)} duplicates, "
+        f"{len(result.failed)} failed, {len(result.skipped)} skipped "
+        f"({result.chunks_embedded} of {result.chunks_total} passages embedded, "
+        f"{result.seconds:.1f} s)"
+    )
+
+
+def show_outcome(outcome: dict[str, Any]) -> None:
+    if outcome.get("error"):
+        st.error(outcome["error"], icon="🚫")
+    result: IngestResult | None = outcome.get("result")
+    if result is None:
+        return
+    bad = result.failed or result.skipped
+    (st.warning if bad else st.success)(ingest_summary(result))
+    for label, items in (
+        ("Failed", result.failed),
+        ("Skipped", result.skipped),
+        ("Duplicate", result.duplicates),
+    ):
+        for item in items:
+            # The server's reasons often start with the file name; it is shown once.
+            reason = item.reason.removeprefix(f"{item.source}: ")
+            st.markdown(
+                f'<div class="dossier-problem" data-kind="{label.lower()}">{label}: '
+                f"<code>{render.esc(item.source)}</code>: {render.esc(reason)}</div>",
+                unsafe_allow_html=True,
+            )
+    if outcome.get("job"):
+        st.caption(f"Ingested by background job {outcome['job']}.")
+
+
+def _finish(client: DossierClient, submitted: IngestResult | Job) -> dict[str, Any]:
+    """The result of an upload, waiting (with a progress bar) when it became a job."""
+    if isinstance(submitted, IngestResult):
+        return {"result": submitted}
+    bar = st.progress(0.0, text="Queued…")
+    job = client.wait_job(submitted, lambda j: _show_job(bar, j))
+    if job.status == "failed":
+        return {
+            "error": f"The ingestion job failed: {job.error or 'no reason given'}",
+            "job": job.id,
+        }
+    return {"result": job.result, "job": job.id}
+
+
+def add_documents(client: DossierClient, collection: str | None) -> None:
+    """Upload files or URLs into a new or existing collection, and show what happened."""
+    st.subheader("Add documents")
+    outcome = st.session_state.pop(INGEST_OUTCOME, None)
+    if outcome:
+        show_outcome(outcome)
+    with st.form("add-documents", clear_on_submit=True):
+        target = st.text_input(
+            "Collection (new or existing)",
+            value=collection or "",
+            placeholder="e.g. wire",
+            help="3-56 lowercase letters, digits, '.', '_' or '-'. A new name creates it.",
+            key="add-collection",
+        )
+        uploads = st.file_uploader(
+            "Files", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="uploads"
+        )
+        urls_text = st.text_area(
+            "URLs, one a line", placeholder="https://example.org/article", key="add-urls"
+        )
+        submitted = st.form_submit_button("Add to collection", key="add-submit")
+    if not submitted:
+        return
+    name = target.strip()
+    urls = [u.strip() for u in urls_text.splitlines() if u.strip()]
+    files = [(f.name, f.getvalue()) for f in uploads or []]
+    if not name:
+        st.error("Name the collection to add to.")
+        return
+    if not files and not urls:
+        st.error("Choose files or enter URLs to add.")
+        return
+    done: dict[str, Any] = {}
+    try:
+        if files:
+            done = _finish(client, client.upload_files(name, files))
+        if urls and not done.get("error"):
+            url_outcome = _finish(client, client.add_urls(name, urls))
+            done = _merge(done, url_outcome)
+    except UrlsUnsupported:
+        done["error"] = "This server does not fetch URLs; upload the articles as files."
+    except ApiError as exc:
+        log.info("ingestion into %s refused: %s", name, exc)
+        done["error"] = _api_error(exc)
+    st.session_state[INGEST_OUTCOME] = done
+    if done.get("result") is not None:
+        # Show the collection written to once the page is redrawn (see app.pick_collection).
+        st.session_state["pending-collection"] = name
+    st.rerun()
+
+
+def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Files then URLs into one outcome: counts added up, problems listed together."""
+    a: IngestResult | None = first.get("result")
+    b: IngestResult | None = second.get("result")
+    merged: dict[str, Any] = {
+        "error": second.get("error") or first.get("error"),
+        "job": second.get("job") or first.get("job"),
+    }
+    if a is None or b is None:
+        merged["result"] = a or b
+        return merged
+    merged["result"] = IngestResult(
+        collection=b.collection,
+        added=a.added + b.added,
+        updated=a.updated + b.updated,
+        unchanged=a.unchanged + b.unchanged,
+        duplicates=[*a.duplicates, *b.duplicates],
+        failed=[*a.failed, *b.failed],
+        skipped=[*a.skipped, *b.skipped],
+        chunks_embedded=a.chunks_embedded + b.chunks_embedded,
+        chunks_total=a.chunks_total + b.chunks_total,
+        seconds=a.seconds + b.seconds,
+        documents=[*a.documents, *b.documents],
+    )
+    return merged
+
+
+def _ask_delete(doc_id: str) -> None:
+    st.session_state["confirm-delete"] = doc_id
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop("confirm-delete", None)
+
+
+def delete_documents(client: DossierClient, collection: str, docs: Sequence[Document]) -> None:
+    """A delete button per document; deleting takes a second click to confirm."""
+    notice = st.session_state.pop("deleted-notice", None)
+    if notice:
+        st.success(notice)
+    pending = st.session_state.get("confirm-delete")
+    with st.expander(f"Delete documents ({len(docs)})", expanded=bool(pending)):
+        if len(docs) > DELETABLE_SHOWN:
+            st.caption(f"The first {DELETABLE_SHOWN}; narrow the filter to find others.")
+        for d in docs[:DELETABLE_SHOWN]:
+            row = st.container(horizontal=True, key=f"doc-row-{d.doc_id}")
+            row.markdown(
+                f"**{render.esc(d.title)}** · {render.meta_line(d.publisher, d.published)}",
+                unsafe_allow_html=True,
+            )
+            if pending != d.doc_id:
+                row.button(
+                    "Delete", key=f"delete-{d.doc_id}", on_click=_ask_delete, args=(d.doc_id,)
+                )
+                continue
+            confirm = row.button("Confirm delete", key=f"confirm-{d.doc_id}", type="primary")
+            row.button("Cancel", key=f"cancel-{d.doc_id}", on_click=_cancel_delete)
+            if confirm:
+                try:
+                    client.delete_document(collection, d.doc_id)
+                except ApiError as exc:
+                    st.error(f"Not deleted: {_api_error(exc)}", icon="🚫")
+                    return
+                finally:
+                    _cancel_delete()
+                log.info("deleted document %s from %s", d.doc_id, collection)
+                st.session_state["deleted-notice"] = f"Deleted “{d.title}” from {collection}."
+                st.rerun()
+
+
 def corpus(client: DossierClient, collection: str | None) -> None:
     st.title("Corpus")
     try:
@@ -277,16 +478,30 @@ def corpus(client: DossierClient, collection: str | None) -> None:
         hide_index=True,
         column_config={"name": "Collection", "documents": "Documents", "chunks": "Chunks"},
     )
+    writable = client.may_write
+    if writable:
+        add_documents(client, collection)
     if not collection:
-        st.info("No collection yet. Ingest one with `dossier ingest PATH --collection NAME`.")
+        st.info(
+            "No collection yet. Ingest one with `dossier ingest PATH --collection NAME`"
+            + (", or add files above." if writable else ".")
+        )
         return
     st.subheader(f"Documents in {collection}")
-    needle = st.text_input("Filter documents", placeholder="title, publisher or tag").lower()
+    needle = st.text_input(
+        "Filter documents", placeholder="title, publisher or tag", key="doc-filter"
+    ).lower()
     try:
         docs = client.documents(collection)
     except ApiError as exc:
         st.error(str(exc), icon="🚫")
         return
+    shown = [
+        d
+        for d in docs
+        if not needle
+        or needle in " ".join([d.title, d.publisher or "", *d.tags, d.source_path]).lower()
+    ]
     rows = [
         {
             "title": d.title,
@@ -296,18 +511,18 @@ def corpus(client: DossierClient, collection: str | None) -> None:
             "chunks": d.chunks,
             "doc_id": d.doc_id,
         }
-        for d in docs
-        if not needle
-        or needle in " ".join([d.title, d.publisher or "", *d.tags, d.source_path]).lower()
+        for d in shown
     ]
     st.caption(f"{len(rows)} of {len(docs)} documents")
     st.dataframe(rows, hide_index=True)
+    if writable and shown:
+        delete_documents(client, collection, shown)
 
     st.subheader("Search passages")
     with st.form("search"):
-        query = st.text_input("Query", placeholder=EXAMPLE_QUESTION)
-        k = st.number_input("Passages", min_value=1, max_value=50, value=10)
-        submitted = st.form_submit_button("Search")
+        query = st.text_input("Query", placeholder=EXAMPLE_QUESTION, key="search-query")
+        k = st.number_input("Passages", min_value=1, max_value=50, value=10, key="search-k")
+        submitted = st.form_submit_button("Search", key="search-submit")
     if submitted and query.strip():
         try:
             result = client.search(query, collection, int(k))

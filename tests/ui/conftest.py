@@ -66,6 +66,15 @@ def live_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> 
         yield server.url
 
 
+@pytest.fixture
+def write_api(tmp_path: Path) -> Iterator[str]:
+    """An empty API of its own that the test may write to (hashing embedder: fast). More
+    than one document in one upload becomes a background job."""
+    settings = make_settings(tmp_path, embedder="hashing", ingest_sync_max_documents=1)
+    with LiveServer(create_app(settings, dossier=Dossier(settings))) as server:
+        yield server.url
+
+
 @pytest.fixture(scope="session")
 def slow_api(seed_engine: Dossier, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = make_settings(tmp_path_factory.mktemp("slow-api"))

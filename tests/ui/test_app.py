@@ -185,12 +185,12 @@ def test_corpus_page_lists_collections_documents_and_search(app: AppFactory) -> 
     collections, documents = at.dataframe[0].value, at.dataframe[1].value
     assert list(collections["name"]) == ["albania-iran"]
     assert list(documents["chunks"]) == [int(collections["chunks"][0])]
-    at.text_input[0].input("no such words").run()
+    at.text_input(key="doc-filter").input("no such words").run()
     assert len(at.dataframe[1].value) == 0
-    at.text_input[0].input("").run()
-    at.text_input[1].input("diplomats expelled")
-    at.number_input[0].set_value(3)
-    at.button[-1].click().run()
+    at.text_input(key="doc-filter").input("").run()
+    at.text_input(key="search-query").input("diplomats expelled")
+    at.number_input(key="search-k").set_value(3)
+    at.button(key="search-submit").click().run()
     results = at.dataframe[2].value
     assert list(results["rank"]) == [1, 2, 3]
     assert list(results["score"]) == sorted(results["score"], reverse=True)

@@ -241,3 +241,54 @@ def test_the_answer_text_streams_in_before_the_verified_answer(
         # The streamed "[1]" marker is now a chip that links to the cited span.
         expect(answer.locator("a.cite-chip")).to_have_count(1)
         assert "view=source" in (answer.locator("a.cite-chip").get_attribute("href") or "")
+
+
+def test_upload_shows_the_summary_and_the_bad_file_then_a_document_is_deleted(
+    write_api: str, tmp_path: Path
+) -> None:
+    """A curator in the browser: three files (more than one request ingests at once, so a
+    job with a progress bar), one of them binary; then one document deleted, confirmed."""
+    from playwright.sync_api import FilePayload, expect
+
+    from tests.ui.test_client_ingest import BINARY, HARBOUR, RAILWAY
+
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_ui(write_api, tmp_path) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(url)
+            page.get_by_text("Corpus", exact=True).click()
+            expect(page.get_by_role("heading", name="Add documents")).to_be_visible(timeout=30_000)
+            page.get_by_role("textbox", name="Collection (new or existing)").fill("wire")
+            files: list[FilePayload] = [
+                {"name": "harbour.md", "mimeType": "text/markdown", "buffer": HARBOUR},
+                {"name": "railway.md", "mimeType": "text/markdown", "buffer": RAILWAY},
+                {"name": "blob.txt", "mimeType": "text/plain", "buffer": BINARY},
+            ]
+            page.locator("input[type=file]").set_input_files(files)
+            expect(page.get_by_text("blob.txt")).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Add to collection").click()
+            summary = page.get_by_text("wire: 2 added, 0 updated, 0 unchanged, 0 duplicates")
+            expect(summary).to_be_visible(timeout=60_000)
+            problem = page.locator('.dossier-problem[data-kind="failed"]')
+            expect(problem).to_have_count(1)
+            expect(problem).to_contain_text("blob.txt")
+            reason = problem.inner_text().split("blob.txt", 1)[1].strip(" :")
+            assert reason, "the failed file's reason is shown"
+            expect(page.get_by_text("Ingested by background job")).to_be_visible()
+            expect(page.get_by_text("2 of 2 documents")).to_be_visible()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui_upload.png"), full_page=True)
+
+            page.get_by_text("Delete documents (2)").click()
+            page.get_by_role("button", name="Delete", exact=True).first.click()
+            page.get_by_role("button", name="Confirm delete").click()
+            expect(page.get_by_text("1 of 1 documents")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("from wire.")).to_be_visible()
+        finally:
+            browser.close()
+    with DossierClient(write_api) as client:
+        assert len(client.documents("wire")) == 1

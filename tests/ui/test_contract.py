@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from service import ingestion as i
 from service import schemas as s
 from service.feedback import FeedbackPublic
 from ui import client as c
@@ -30,6 +31,10 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (c.Page, s.PagePublic),
     (c.Feedback, FeedbackPublic),
     (c.ChatMessage, s.ChatMessage),
+    (c.IngestProblem, i.ProblemPublic),
+    (c.DocumentRef, i.DocumentRef),
+    (c.IngestResult, i.IngestResultPublic),
+    (c.Job, i.JobPublic),
 ]
 # A $ref to a client model stands for the service model it mirrors.
 SAME = {ui.__name__: api.__name__ for ui, api in PAIRS}

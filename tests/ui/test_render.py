@@ -96,3 +96,20 @@ def test_a_pdf_source_shows_the_cited_page_only() -> None:
 def test_related_card_shows_score() -> None:
     p = Passage(passage_id="p", doc_id="d", title="T", text="x", start=0, end=1, score=0.4321)
     assert "score 0.43" in render.related_card_html(p)
+
+
+def test_card_shows_publisher_date_and_a_link_to_the_original() -> None:
+    answer = _answer()
+    linked = answer.model_copy(
+        update={
+            "citations": [
+                c.model_copy(update={"url": "https://wire.example/ties"}) for c in answer.citations
+            ]
+        }
+    )
+    ((card, _),) = render.cited_cards(linked)
+    assert "Wire · 2022-09-07 · " in card
+    assert 'href="https://wire.example/ties"' in card and ">original</a>" in card
+    # Only web links: a javascript: URL from an article's front matter is not linked.
+    assert ">original<" not in render.source_meta("Wire", None, "javascript:alert(1)")
+    assert render.source_meta(None, None, None) == "unknown source"
