@@ -6,6 +6,8 @@
     ├── InvalidInput            the caller sent something unusable (400/422)
     │   └── UnsupportedDocument a file that cannot be read as an article
     │       └── FileTooLarge    over the per-file size limit (skipped, 413 over HTTP)
+    │   └── FetchFailed         a URL could not be fetched as an article (400)
+    │       └── AddressNotAllowed its host resolves to a private/loopback/... address (400)
     ├── NotFound                (404)
     │   ├── CollectionNotFound
     │   ├── DocumentNotFound
@@ -47,6 +49,23 @@ class FileTooLarge(UnsupportedDocument):
         )
         self.size = size
         self.limit = limit
+
+
+class FetchFailed(InvalidInput):
+    """A URL could not be fetched: bad scheme, too slow, too many redirects, wrong type."""
+
+
+class AddressNotAllowed(FetchFailed):
+    """The URL's host is (or resolves to) an address the fetcher must not reach (SSRF)."""
+
+    def __init__(self, url: str, host: str, address: str, why: str) -> None:
+        super().__init__(
+            f"{url}: {host} resolves to {address}, a {why} address, which is refused to keep "
+            "the server from reaching internal services; if this host is meant to be "
+            "fetched, add it (or a CIDR containing the address) to DOSSIER_FETCH_ALLOW."
+        )
+        self.host = host
+        self.address = address
 
 
 class NotFound(DossierError):
