@@ -61,14 +61,24 @@ USER_AGENT = "Dossier-ingest/1 (+https://github.com/dossier)"
 
 
 # -- the address guard ---------------------------------------------------------
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def refusal(address: IPAddress) -> str | None:
     """Why ``address`` must not be fetched ("loopback", "private", ...); None when public.
 
     Pure classification, so it is unit-tested on literal addresses without any traffic.
     """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # ::ffff:127.0.0.1 reaches 127.0.0.1: judge the IPv4 address it carries.
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # ::ffff:127.0.0.1 reaches 127.0.0.1, and 6to4 (2002::/16) and NAT64 (64:ff9b::/96)
+        # addresses are routed to the IPv4 address they carry: judge that one.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return refusal(embedded)
+        if address.is_site_local:  # fec0::/10: deprecated, but still not the internet
+            return "site-local"
     checks = (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
