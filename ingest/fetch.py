@@ -179,10 +179,12 @@ def canonical_url(url: str) -> str:
     if parsed.userinfo:
         # Credentials would be stored in the document's metadata and shown in citations.
         raise FetchFailed(f"{url}: remove the user name and password from the URL.")
-    parsed = parsed.copy_with(fragment=None)
-    if not parsed.raw_path or parsed.raw_path.startswith(b"?"):
-        parsed = parsed.copy_with(path="/")
-    return str(parsed)
+    text = str(parsed.copy_with(fragment=None))
+    scheme, rest = text.split("://", 1)
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    if not rest[end:].startswith("/"):  # httpx prints http://host for http://host/
+        rest = f"{rest[:end]}/{rest[end:]}"
+    return f"{scheme}://{rest}"
 
 
 # -- fetching ------------------------------------------------------------------
