@@ -61,7 +61,7 @@ class Pages(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
-        port = self.server.server_address[1]
+        port = int(self.server.server_address[1])  # type: ignore[index]  # an AF_INET pair
         path = self.path
         if path == "/article.html":
             self._send(ARTICLE, "text/html; charset=utf-8")
@@ -185,7 +185,7 @@ def test_urls_file_skips_comments(tmp_path: Path) -> None:
 def test_loopback_is_refused_without_the_allow_list(tmp_path: Path, site: str) -> None:
     with (
         Fetcher(_settings(tmp_path, allow=False)) as fetcher,
-        pytest.raises(AddressNotAllowed, match="loopback.*DOSSIER_FETCH_ALLOW"),
+        pytest.raises(AddressNotAllowed, match=r"loopback.*DOSSIER_FETCH_ALLOW"),
     ):
         fetcher.fetch(f"{site}/article.html")
     # A name is judged by what it resolves to.
@@ -346,7 +346,12 @@ def test_api_runs_large_url_batches_as_jobs(api: httpx.Client, site: str) -> Non
 
 
 def test_api_validates_url_bodies(api: httpx.Client) -> None:
-    for body in ({"urls": []}, {"urls": ["ftp://example.com/x"]}, {"urls": ["not a url"]}):
+    bodies: list[dict[str, list[str]]] = [
+        {"urls": []},
+        {"urls": ["ftp://example.com/x"]},
+        {"urls": ["not a url"]},
+    ]
+    for body in bodies:
         assert api.post("/v1/collections/web/urls", json=body).status_code == 422
 
 
