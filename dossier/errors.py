@@ -58,12 +58,8 @@ class FetchFailed(InvalidInput):
 class AddressNotAllowed(FetchFailed):
     """The URL's host is (or resolves to) an address the fetcher must not reach (SSRF)."""
 
-    def __init__(self, url: str, host: str, address: str, why: str) -> None:
-        super().__init__(
-            f"{url}: {host} resolves to {address}, a {why} address, which is refused to keep "
-            "the server from reaching internal services; if this host is meant to be "
-            "fetched, add it (or a CIDR containing the address) to DOSSIER_FETCH_ALLOW."
-        )
+    def __init__(self, message: str, host: str, address: str | None = None) -> None:
+        super().__init__(message)
         self.host = host
         self.address = address
 

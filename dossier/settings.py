@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "that URL ingestion may reach although they are private, loopback, link-local or "
         "otherwise non-public; every other such address is refused (SSRF guard).",
     )
+    fetch_public: bool = Field(
+        default=True,
+        description="Fetch public internet addresses; false: only what DOSSIER_FETCH_ALLOW "
+        "names (an intranet-only deployment, or a test that must stay off the network).",
+    )
     fetch_timeout_s: float = Field(
         default=10.0, gt=0, description="Connect timeout, and the longest wait for each read."
     )

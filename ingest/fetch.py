@@ -131,11 +131,31 @@ class AllowList:
         )
 
 
-def check_address(url: str, host: str, address: IPAddress, allow: AllowList) -> None:
-    """Raise AddressNotAllowed unless ``address`` is public or the allow-list names it."""
+def check_address(
+    url: str, host: str, address: IPAddress, allow: AllowList, public: bool = True
+) -> None:
+    """Raise AddressNotAllowed unless ``address`` is public (and ``public`` fetching is on)
+    or the allow-list names it."""
+    if allow.allows(host, address):
+        return
     why = refusal(address)
-    if why is not None and not allow.allows(host, address):
-        raise AddressNotAllowed(url, host, str(address), why)
+    if why is not None:
+        raise AddressNotAllowed(
+            f"{url}: {host} resolves to {address}, a {why} address, which is refused to keep "
+            "the server from reaching internal services; if this host is meant to be "
+            "fetched, add it (or a CIDR containing the address) to DOSSIER_FETCH_ALLOW.",
+            host,
+            str(address),
+        )
+    if not public:
+        raise AddressNotAllowed(_only_allowed(url, host), host, str(address))
+
+
+def _only_allowed(url: str, host: str) -> str:
+    return (
+        f"{url}: {host} is not in DOSSIER_FETCH_ALLOW, and public addresses are not fetched "
+        "(DOSSIER_FETCH_PUBLIC=false); add the host to DOSSIER_FETCH_ALLOW."
+    )
 
 
 def resolve(url: str, host: str, port: int) -> list[IPAddress]:
@@ -260,11 +280,15 @@ class Fetcher:
         target = httpx.URL(current)
         host = target.raw_host.decode("ascii")
         port = target.port or SCHEMES[target.scheme]
+        public = self.settings.fetch_public
+        if not public and not self.allow.networks and host.lower() not in self.allow.hosts:
+            # Nothing this name resolves to could pass: refuse without even asking DNS.
+            raise AddressNotAllowed(_only_allowed(asked, host), host)
         addresses = resolve(asked, host, port)
         # Every address the name has must pass, not only the first: the resolver's order
         # is not ours to rely on.
         for address in addresses:
-            check_address(asked, host, address, self.allow)
+            check_address(asked, host, address, self.allow, public)
         # DNS rebinding: a name can resolve to a public address for our check and to
         # 127.0.0.1 a moment later when the HTTP client resolves it again. We therefore
         # connect to the very address we checked (the URL's host replaced by it), and send
@@ -272,13 +296,22 @@ class Fetcher:
         # which the certificate is still verified. Re-checking the peer address after
         # connecting was the alternative; it is weaker, since by then the request has
         # already reached the internal service.
-        pinned = target.copy_with(host=str(addresses[0]))
         netloc = target.netloc.decode("ascii")
         extensions = {"sni_hostname": host} if target.scheme == "https" else {}
-        request = self.client.build_request(
-            "GET", pinned, headers={"Host": netloc}, extensions=extensions
-        )
-        return self.client.send(request, stream=True)
+        for i, address in enumerate(addresses):
+            pinned = target.copy_with(host=str(address))
+            request = self.client.build_request(
+                "GET", pinned, headers={"Host": netloc}, extensions=extensions
+            )
+            try:
+                return self.client.send(request, stream=True)
+            except httpx.ConnectError:
+                # As a resolver-driven client would: the next checked address (localhost
+                # is often ::1 first, and a server may listen on 127.0.0.1 only).
+                if i == len(addresses) - 1:
+                    raise
+                log.info("%s: %s refused the connection; trying the next address", asked, address)
+        raise AssertionError("unreachable: resolve() returns at least one address")
 
     def _page(self, asked: str, final: str, response: httpx.Response, deadline: float) -> Fetched:
         if not response.is_success:

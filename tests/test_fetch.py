@@ -23,7 +23,15 @@ from dossier.engine import Dossier
 from dossier.errors import AddressNotAllowed, FetchFailed, FileTooLarge
 from dossier.settings import Settings, get_settings
 from dossier.testing import LiveServer
-from ingest.fetch import AllowList, Fetcher, canonical_url, read_urls_file, refusal, url_key
+from ingest.fetch import (
+    AllowList,
+    Fetcher,
+    canonical_url,
+    check_address,
+    read_urls_file,
+    refusal,
+    url_key,
+)
 from service.app import create_app
 from service.cli import app as cli
 from tests.conftest import make_settings
@@ -81,8 +89,8 @@ class Pages(BaseHTTPRequestHandler):
         elif path == "/slow":
             time.sleep(SLOW_S)
             self._send(NOTES, "text/plain")
-        elif path == "/missing":
-            self.send_error(404)
+        elif path == "/echo-host":  # what the client sent as Host
+            self._send(f"Host\n\n{self.headers.get('Host')}\n".encode(), "text/plain")
         else:
             self.send_error(404)
 
@@ -101,11 +109,11 @@ def site() -> Iterator[str]:
 
 
 def _settings(tmp: Path, allow: bool = True, **overrides: Any) -> Settings:
+    overrides.setdefault("fetch_allow", ["127.0.0.1"] if allow else [])
     return make_settings(
         tmp,
         store="memory",
         embedder="hashing",
-        fetch_allow=["127.0.0.1"] if allow else [],
         fetch_timeout_s=TIMEOUT_S,
         fetch_max_redirects=MAX_REDIRECTS,
         ingest_max_file_mb=LIMIT_MB,
@@ -161,6 +169,15 @@ def test_allow_list_names_hosts_and_cidrs() -> None:
     assert not allow.allows("any", ip("fe80::1"))
 
 
+def test_public_fetching_can_be_turned_off() -> None:
+    allow = AllowList.parse(["10.0.0.0/8"])
+    public = ipaddress.ip_address("93.184.216.34")
+    check_address("u", "example.com", public, allow)
+    with pytest.raises(AddressNotAllowed, match="DOSSIER_FETCH_PUBLIC=false"):
+        check_address("u", "example.com", public, allow, public=False)
+    check_address("u", "intranet", ipaddress.ip_address("10.0.0.7"), allow, public=False)
+
+
 def test_urls_are_canonical_and_checked() -> None:
     assert canonical_url("http://Example.com") == "http://example.com/"
     assert canonical_url("https://example.com/a?b=1#part") == "https://example.com/a?b=1"
@@ -195,6 +212,25 @@ def test_loopback_is_refused_without_the_allow_list(tmp_path: Path, site: str) -
         pytest.raises(AddressNotAllowed, match="localhost resolves to"),
     ):
         fetcher.fetch(f"http://localhost:{port}/article.html")
+
+
+def test_only_allowed_hosts_refuses_before_dns(tmp_path: Path) -> None:
+    # .invalid never resolves; the refusal comes first, so no lookup is attempted.
+    settings = _settings(tmp_path, allow=False, fetch_public=False)
+    with (
+        Fetcher(settings) as fetcher,
+        pytest.raises(AddressNotAllowed, match="not in DOSSIER_FETCH_ALLOW"),
+    ):
+        fetcher.fetch("https://news.example.invalid/story")
+
+
+def test_the_checked_address_is_dialled_with_the_real_host_name(tmp_path: Path, site: str) -> None:
+    # Allowed by name; the connection goes to the address checked, the name travels in Host.
+    port = site.rsplit(":", 1)[1]
+    settings = _settings(tmp_path, allow=False, fetch_allow=["localhost"], fetch_public=False)
+    with Fetcher(settings) as fetcher:
+        page = fetcher.fetch(f"http://localhost:{port}/echo-host")
+    assert page.data.decode().split() == ["Host", f"localhost:{port}"]
 
 
 def test_a_redirect_to_a_refused_address_is_refused(tmp_path: Path, site: str) -> None:
