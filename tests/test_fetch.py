@@ -402,3 +402,14 @@ def test_api_refuses_loopback_without_the_allow_list(tmp_path: Path, site: str) 
         ).json()
     assert body["added"] == 0
     assert "DOSSIER_FETCH_ALLOW" in body["failed"][0]["reason"]
+
+
+def test_cli_still_ingests_a_folder(cli_env: Path) -> None:
+    folder = cli_env / "wire"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(NOTES)
+    result = CliRunner().invoke(cli, ["ingest", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "wire: 1 added" in result.output  # the collection defaults to the folder's name
+    both = CliRunner().invoke(cli, ["ingest", str(folder), "--urls", str(folder / "a.txt")])
+    assert both.exit_code == 2 and "the only other target may be a URL" in both.output
