@@ -4,10 +4,12 @@
 
     DossierError
     ├── InvalidInput            the caller sent something unusable (400/422)
-    │   └── UnsupportedDocument a file that cannot be read as an article
-    │       └── NotIndexed      a file passed over on purpose: reported as skipped
-    │           ├── FileTooLarge over the per-file size limit (413 over HTTP)
-    │           └── NoTextLayer  a PDF with no text to read (a scan; OCR is not done)
+    │   ├── UnsupportedDocument a file that cannot be read as an article
+    │   │   └── NotIndexed      a file passed over on purpose: reported as skipped
+    │   │       ├── FileTooLarge over the per-file size limit (413 over HTTP)
+    │   │       └── NoTextLayer  a PDF with no text to read (a scan; OCR is not done)
+    │   └── FetchFailed         a URL could not be fetched as an article (400)
+    │       └── AddressNotAllowed its host resolves to a private/loopback/... address (400)
     ├── NotFound                (404)
     │   ├── CollectionNotFound
     │   ├── DocumentNotFound
@@ -57,6 +59,19 @@ class FileTooLarge(NotIndexed):
         )
         self.size = size
         self.limit = limit
+
+
+class FetchFailed(InvalidInput):
+    """A URL could not be fetched: bad scheme, too slow, too many redirects, wrong type."""
+
+
+class AddressNotAllowed(FetchFailed):
+    """The URL's host is (or resolves to) an address the fetcher must not reach (SSRF)."""
+
+    def __init__(self, message: str, host: str, address: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.address = address
 
 
 class NotFound(DossierError):

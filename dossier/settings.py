@@ -67,6 +67,30 @@ class Settings(BaseSettings):
     ingest_group_chunks: int = Field(
         default=256, ge=1, description="Chunks embedded and committed together."
     )
+    # Ingesting from URLs (ingest/fetch.py); a page's size limit is DOSSIER_INGEST_MAX_FILE_MB.
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts (e.g. intranet.example) or CIDRs (e.g. 10.1.0.0/16, 127.0.0.1) "
+        "that URL ingestion may reach although they are private, loopback, link-local or "
+        "otherwise non-public; every other such address is refused (SSRF guard).",
+    )
+    fetch_public: bool = Field(
+        default=True,
+        description="Fetch public internet addresses; false: only what DOSSIER_FETCH_ALLOW "
+        "names (an intranet-only deployment, or a test that must stay off the network).",
+    )
+    fetch_timeout_s: float = Field(
+        default=10.0, gt=0, description="Connect timeout, and the longest wait for each read."
+    )
+    fetch_total_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest time one URL may take, redirects included (a slow drip of "
+        "bytes would never trip the per-read timeout).",
+    )
+    fetch_max_redirects: int = Field(
+        default=5, ge=0, le=20, description="Redirects followed per URL; each hop is re-checked."
+    )
 
     # Retrieval and answering.
     top_k: int = Field(default=5, ge=1, le=50)
@@ -220,6 +244,11 @@ class Settings(BaseSettings):
     @property
     def ingest_max_file_bytes(self) -> int:
         return int(self.ingest_max_file_mb * 1_000_000)
+
+    @property
+    def fetched_path(self) -> Path:
+        """Pages fetched for URL ingestion, kept so their source can be re-read."""
+        return self.data_dir / "fetched"
 
     @property
     def chroma_path(self) -> Path:

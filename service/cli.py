@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dossier.errors import DossierError
+from dossier.errors import DossierError, InvalidInput
 from dossier.settings import get_settings
 
 if TYPE_CHECKING:
@@ -37,26 +37,67 @@ def _fail(exc: DossierError) -> None:
     raise typer.Exit(code=2)
 
 
+def _is_url(target: str) -> bool:
+    return target.lower().startswith(("http://", "https://"))
+
+
 @app.command()
 def ingest(
     path: Annotated[
-        Path, typer.Argument(help="A folder of articles (.md, .txt, .html) or one file.")
-    ],
+        str | None,
+        typer.Argument(
+            help="A folder of articles (.md, .txt, .html), one file, or one http(s) URL.",
+            show_default=False,
+        ),
+    ] = None,
     collection: Annotated[
-        str | None, typer.Option(help="Collection name; default: folder name.")
+        str | None,
+        typer.Option(help="Collection name; default: folder name (required for URLs)."),
+    ] = None,
+    urls: Annotated[
+        Path | None,
+        typer.Option(
+            "--urls",
+            help="A file of URLs to fetch and ingest, one a line ('#' starts a comment).",
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Chunk, embed and index articles. Re-running only does what changed."""
+    """Chunk, embed and index articles. Re-running only does what changed.
+
+    A folder is synchronised (files gone from it are removed from the collection); URLs
+    are added or updated, leaving the collection's other documents alone.
+    """
     _setup_logging(verbose)
     from dossier.engine import Dossier
-    from ingest.pipeline import Ingestor
+    from ingest.pipeline import Ingestor, IngestReport
 
+    if path is None and urls is None:
+        _fail(InvalidInput("give a folder, a file or a URL to ingest, or --urls FILE."))
+        return
     settings = get_settings()
-    name = collection or path.resolve().name
     engine = Dossier(settings)
+    ingestor = Ingestor(settings, engine.store, engine.embedder)
     try:
-        report = Ingestor(settings, engine.store, engine.embedder).ingest(path, name)
+        if urls is not None or (path is not None and _is_url(path)):
+            from ingest.fetch import read_urls_file, url_documents
+
+            if path is not None and not _is_url(path):
+                raise InvalidInput(f"{path}: with --urls, the only other target may be a URL.")
+            if not collection:
+                raise InvalidInput("--collection is required when ingesting URLs.")
+            targets = ([path] if path is not None else []) + (
+                read_urls_file(urls) if urls is not None else []
+            )
+            if not targets:
+                raise InvalidInput(f"{urls}: no URLs in the file (one a line).")
+            report = IngestReport(collection=collection)
+            docs = url_documents(settings, ingestor, collection, targets, report)
+            report = ingestor.upsert(collection, docs, report)
+        else:
+            assert path is not None  # checked above
+            folder = Path(path)
+            report = ingestor.ingest(folder, collection or folder.resolve().name)
     except DossierError as exc:
         _fail(exc)
         return
@@ -80,7 +121,7 @@ def ingest_corpus(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = Fa
     if not folders:
         typer.secho(f"no collections under {settings.corpus_dir}", fg=typer.colors.YELLOW)
     for folder in folders:
-        ingest(folder, folder.name, verbose)
+        ingest(str(folder), folder.name, verbose=verbose)
 
 
 @app.command("index-sentences")

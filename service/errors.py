@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 # Most specific first: the first matching class decides the status.
 STATUS: list[tuple[type[errors.DossierError], int, str]] = [
     (errors.FileTooLarge, 413, "file_too_large"),
+    (errors.AddressNotAllowed, 400, "address_not_allowed"),
+    (errors.FetchFailed, 400, "fetch_failed"),
     (errors.InvalidInput, 400, "invalid_input"),
     (errors.NotAuthenticated, 401, "not_authenticated"),
     (errors.PermissionDenied, 403, "permission_denied"),

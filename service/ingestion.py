@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, File, Path, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from dossier.engine import Dossier
 from dossier.errors import (
@@ -39,6 +39,7 @@ from dossier.index.store import COLLECTION_NAME
 from dossier.models import Document
 from dossier.settings import Settings
 from dossier.text import digest
+from ingest.fetch import url_documents
 from ingest.loaders import RawArticle, check_text, parse
 from ingest.pipeline import Ingestor, IngestReport
 from service.auth import PrincipalDep, scoped
@@ -104,6 +105,22 @@ class UpsertRequest(BaseModel):
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "wire"}]})
     name: str = Field(min_length=3, max_length=56, pattern=NAME_PATTERN)
+
+
+MAX_URLS = 500
+
+
+class UrlsCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"urls": ["https://example.com/news/harbour.html"]}]},
+    )
+    urls: list[AnyHttpUrl] = Field(
+        min_length=1,
+        max_length=MAX_URLS,
+        description="http(s) pages (HTML, plain text, Markdown, PDF, .docx); each page's URL "
+        "is its document's id, so posting it again updates it.",
+    )
 
 
 class ProblemPublic(BaseModel):
@@ -216,7 +233,17 @@ class Ingestion:
         return _result(done, docs)
 
     def submit(self, collection: str, docs: Sequence[Document], report: IngestReport) -> Job:
-        job = Job(id=uuid.uuid4().hex, collection=collection, total=len(docs))
+        return self.submit_work(collection, len(docs), lambda: docs, report)
+
+    def submit_work(
+        self,
+        collection: str,
+        total: int,
+        prepare: Callable[[], Sequence[Document]],
+        report: IngestReport,
+    ) -> Job:
+        """A job that first makes its documents (e.g. fetches URLs), outside the lock."""
+        job = Job(id=uuid.uuid4().hex, collection=collection, total=total)
         self.jobs[job.id] = job
         if len(self.jobs) > self.MAX_JOBS_KEPT:  # forget the oldest finished ones
             for old in [j for j in self.jobs.values() if j.finished][: len(self.jobs) // 10]:
@@ -226,6 +253,7 @@ class Ingestion:
             job.status = "running"
             job.started_at = time.monotonic()
             try:
+                docs = prepare()
                 job.result = self.run(collection, docs, report, job.advance)
                 job.status = "done"
                 job.processed = job.total
@@ -278,7 +306,10 @@ def _respond(
     ing = _ingestion(request)
     if len(docs) <= ing.settings.ingest_sync_max_documents:
         return ing.run(collection, docs, report)
-    job = ing.submit(collection, docs, report)
+    return _accepted(ing.submit(collection, docs, report))
+
+
+def _accepted(job: Job) -> JSONResponse:
     return JSONResponse(
         status_code=202,
         content=job.public().model_dump(mode="json"),
@@ -472,6 +503,39 @@ async def upsert_files(
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(read_and_respond)
+
+
+@router.post(
+    "/collections/{name}/urls",
+    summary="Add or update documents fetched from URLs (created with the collection if needed)",
+    response_model=IngestResultPublic,
+    operation_id="upsert_urls",
+    description=UPSERT_DOC.replace("documents (default", "URLs (default")
+    + " Each page is fetched by the server with DOSSIER_INGEST_MAX_FILE_MB, "
+    "DOSSIER_FETCH_TIMEOUT_S and DOSSIER_FETCH_MAX_REDIRECTS, and only from public addresses "
+    "(or those DOSSIER_FETCH_ALLOW names); a URL that fails is reported in `failed` with its "
+    "reason, the rest go on.",
+    responses={
+        200: UPSERT_LINKS,
+        202: {"model": JobPublic, "description": "Queued as a job.", **JOB_LINKS},
+        **errors_doc(403, 404, 409),
+    },
+)
+def upsert_urls(
+    name: CollectionName, body: UrlsCreate, request: Request, principal: PrincipalDep
+) -> IngestResultPublic | JSONResponse:
+    principal.check(name, "write")
+    ing = _ingestion(request)
+    urls = [str(u) for u in body.urls]
+    report = IngestReport(collection=name)
+
+    def prepare() -> list[Document]:
+        # Fetching is network time: it runs before, not inside, the write lock.
+        return url_documents(ing.settings, ing.ingestor(), name, urls, report)
+
+    if len(urls) <= ing.settings.ingest_sync_max_documents:
+        return _respond(request, name, prepare(), report)
+    return _accepted(ing.submit_work(name, len(urls), prepare, report))
 
 
 @router.delete(

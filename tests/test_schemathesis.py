@@ -34,6 +34,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         auth=True,
         rate_limit_per_minute=1_000_000,
         rate_limit_burst=100_000,
+        # POST /v1/collections/{name}/urls is fuzzed with made-up URLs: every one is refused
+        # before any DNS lookup or connection, so the run stays off the network.
+        fetch_public=False,
     )
     engine = Dossier(settings)
     Ingestor(settings, engine.store, engine.embedder).ingest(

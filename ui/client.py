@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -101,6 +102,28 @@ class ChatMessage(_Model):
 
     role: Role
     content: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which sources an answer may use (the API's ``filters``); None fields do not filter."""
+
+    published_after: date | None = None
+    published_before: date | None = None
+    doc_ids: tuple[str, ...] = ()
+    publisher: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.published_after is not None:
+            out["published_after"] = self.published_after.isoformat()
+        if self.published_before is not None:
+            out["published_before"] = self.published_before.isoformat()
+        if self.doc_ids:
+            out["doc_ids"] = list(self.doc_ids)
+        if self.publisher:
+            out["publisher"] = self.publisher
+        return out
 
 
 @dataclass(frozen=True)
@@ -363,10 +386,11 @@ class DossierClient:
         messages: Sequence[ChatMessage],
         collection: str | None = None,
         top_k: int | None = None,
+        filters: Filters | None = None,
     ) -> Answer:
         """Answer the last message of a conversation; the API keeps no state between calls."""
         return self._request(
-            "POST", "/v1/chat", Answer, json=_chat_body(messages, collection, top_k)
+            "POST", "/v1/chat", Answer, json=_chat_body(messages, collection, top_k, filters)
         )
 
     def chat_stream(
@@ -374,11 +398,12 @@ class DossierClient:
         messages: Sequence[ChatMessage],
         collection: str | None = None,
         top_k: int | None = None,
+        filters: Filters | None = None,
     ) -> Iterator[StreamEvent]:
         """``POST /v1/chat`` with ``stream: true``: a :class:`Retrieved`, then
         :class:`TextDelta` s, then the final verified :class:`Answer`, whose text replaces
         the streamed one (the server may drop unsupported sentences after streaming them)."""
-        body = _chat_body(messages, collection, top_k) | {"stream": True}
+        body = _chat_body(messages, collection, top_k, filters) | {"stream": True}
         retrieved: dict[str, Any] = {}
         final: dict[str, Any] | None = None
         try:
@@ -529,13 +554,18 @@ def _mime(name: str) -> str:
 
 
 def _chat_body(
-    messages: Sequence[ChatMessage], collection: str | None, top_k: int | None
+    messages: Sequence[ChatMessage],
+    collection: str | None,
+    top_k: int | None,
+    filters: Filters | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": [m.model_dump() for m in messages]}
     if collection:
         body["collection"] = collection
     if top_k is not None:
         body["top_k"] = top_k
+    if filters is not None and (wanted := filters.body()):
+        body["filters"] = wanted
     return body
 
 

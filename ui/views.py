@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, MutableMapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ui.client import (
     ChatMessage,
     Document,
     DossierClient,
+    Filters,
     IngestResult,
     Job,
     StreamEvent,
@@ -168,7 +170,8 @@ def _ask(
     final: list[Answer] = []
     try:
         with streamed.container(), st.spinner("Reading the collection…"):
-            st.write_stream(_texts(client.chat_stream(history, collection), final))
+            events = client.chat_stream(history, collection, filters=date_filter())
+            st.write_stream(_texts(events, final))
         if not final:
             raise ApiError("The answer stream ended without an answer. Try again.")
         message["answer"] = final[0]
@@ -194,8 +197,36 @@ def new_conversation() -> None:
     st.session_state.pop("pending", None)
 
 
+def date_filter() -> Filters | None:
+    """The sidebar's date range, when it is on: answers then use only sources dated in it."""
+    if not st.session_state.get("date-filter-on"):
+        return None
+    after = st.session_state.get("date-after")
+    before = st.session_state.get("date-before")
+    return Filters(
+        published_after=after if isinstance(after, date) else None,
+        published_before=before if isinstance(before, date) else None,
+    )
+
+
+def _date_filter_widgets() -> None:
+    with st.sidebar.expander("Sources by date"):
+        on = st.checkbox("Only sources published between", key="date-filter-on")
+        # Streamlit's default range is ten years around the value: news archives are older.
+        lo, hi = date(1900, 1, 1), date(2100, 12, 31)
+        st.date_input(
+            "From", date(2000, 1, 1), min_value=lo, max_value=hi, key="date-after", disabled=not on
+        )
+        st.date_input(
+            "To", date.today(), min_value=lo, max_value=hi, key="date-before", disabled=not on
+        )
+        if on:
+            st.caption("Undated sources are left out while this is on.")
+
+
 def chat(client: DossierClient, collection: str | None) -> None:
     st.title("Ask Dossier")
+    _date_filter_widgets()
     messages: list[Message] = st.session_state.setdefault("messages", [])
     # Read the input first (it is pinned to the bottom wherever it is called), so the
     # empty-state hint is not drawn above the first question.

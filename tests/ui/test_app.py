@@ -202,3 +202,23 @@ def test_feedback_page_lists_what_was_sent(app: AppFactory, live_api: str) -> No
     at = app().run()
     at.radio(key="page").set_value("Feedback").run()
     assert "needs the date" in list(at.dataframe[0].value["comment"])
+
+
+def test_the_date_filter_keeps_answers_to_sources_of_those_dates(app: AppFactory) -> None:
+    """The seed article is dated 2022-09-07: a range around it answers, one before refuses."""
+    import datetime as dt
+
+    at = app().run()
+    at.checkbox(key="date-filter-on").check().run()
+    at.date_input(key="date-after").set_value(dt.date(2022, 9, 1)).run()
+    at.date_input(key="date-before").set_value(dt.date(2022, 9, 30)).run()
+    at = ask(at, QUESTION)
+    answer = last_answer(at)
+    assert not answer.refused and all(c.published == "2022-09-07" for c in answer.citations)
+
+    at.date_input(key="date-after").set_value(dt.date(2021, 1, 1)).run()
+    at.date_input(key="date-before").set_value(dt.date(2021, 12, 31)).run()
+    at.button(key="new-conversation").click().run()
+    at = ask(at, QUESTION)
+    refused = last_answer(at)
+    assert refused.refused and "filters" in (refused.refusal_reason or "")
