@@ -140,7 +140,9 @@ def test_seed_question_then_citation_click_highlights_the_cited_sentence(
                 box.fill(question)
                 t0 = time.perf_counter()
                 box.press("Enter")
-                expect(answers).to_have_count(i, timeout=30_000)
+                # The first answer loads the answer models in the API process; on a
+                # busy 2-core machine that has taken over 30 s.
+                expect(answers).to_have_count(i, timeout=90_000 if i == 1 else 30_000)
                 latencies_ms.append((time.perf_counter() - t0) * 1000)
             report = {
                 "questions": TIMED_QUESTIONS,
