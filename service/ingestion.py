@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, File, Path, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -378,6 +378,14 @@ JOB_LINKS = {
 }
 
 
+# What the upsert routes (documents, files, URLs) answer: a result, or a job for a large batch.
+UPSERT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: UPSERT_LINKS,
+    202: {"model": JobPublic, "description": "Queued as a job.", **JOB_LINKS},
+    **errors_doc(403, 404, 409),
+}
+
+
 @router.post(
     "/collections",
     status_code=201,
@@ -421,11 +429,7 @@ def delete_collection(name: CollectionName, request: Request, principal: Princip
     response_model=IngestResultPublic,
     operation_id="upsert_documents",
     description=UPSERT_DOC,
-    responses={
-        200: UPSERT_LINKS,
-        202: {"model": JobPublic, "description": "Queued as a job.", **JOB_LINKS},
-        **errors_doc(403, 404, 409),
-    },
+    responses=UPSERT_RESPONSES,
 )
 def upsert_documents(
     name: CollectionName, body: UpsertRequest, request: Request, principal: PrincipalDep
@@ -515,11 +519,7 @@ async def upsert_files(
     "DOSSIER_FETCH_TIMEOUT_S and DOSSIER_FETCH_MAX_REDIRECTS, and only from public addresses "
     "(or those DOSSIER_FETCH_ALLOW names); a URL that fails is reported in `failed` with its "
     "reason, the rest go on.",
-    responses={
-        200: UPSERT_LINKS,
-        202: {"model": JobPublic, "description": "Queued as a job.", **JOB_LINKS},
-        **errors_doc(403, 404, 409),
-    },
+    responses=UPSERT_RESPONSES,
 )
 def upsert_urls(
     name: CollectionName, body: UrlsCreate, request: Request, principal: PrincipalDep
