@@ -291,12 +291,12 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     app.state.settings = settings
     app.state.answer_pool = answer_pool
     app.state.auth_required = settings.auth_required
-    app.state.keys = KeyStore(settings.data_dir / KEYS_FILE)
+    app.state.keys = KeyStore(settings.data_dir / KEYS_FILE, settings.state_url)
     app.state.rate_limiter = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
     errors.install(app)
     app.include_router(v1)
     app.include_router(openai_compat.router)
-    feedback.install(app, settings.data_dir)
+    feedback.install(app, settings.data_dir, settings.state_url)
     conversations.install(app, settings)
     ingest_jobs = ingestion.install(app, settings, engine)
     # Outermost last: the size limit runs before CORS and before any route reads the body.
