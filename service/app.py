@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -310,4 +310,26 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     def healthz() -> HealthPublic:
         return HealthPublic(status="ok", version=__version__)
 
+    publish_auth_mode(app, settings.auth_required)
     return app
+
+
+def publish_auth_mode(app: FastAPI, required: bool) -> None:
+    """Make /openapi.json say what this server enforces. Every /v1 route declares the
+    Bearer scheme (service.auth); where keys are not required (the loopback default) a
+    request without one is served, so each such route lists no-auth (``{}``) as an
+    alternative: a key is optional there, yet still checked when sent (a wrong ``dsk_`` key
+    is a 401)."""
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = FastAPI.openapi(app)  # built once, then cached on the app
+        if fresh and not required:
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    security = operation.get("security")
+                    if security and {} not in security:
+                        operation["security"] = [{}, *security]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
