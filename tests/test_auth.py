@@ -155,6 +155,8 @@ def test_the_published_schema_says_whether_a_key_is_required(
     assert len(v1) > 10
     # Required: a Bearer key on every /v1 route. Not required (loopback without keys):
     # no key, or a key (still checked when sent).
-    expected = [{"HTTPBearer": []}] if settings.auth_required else [{}, {"HTTPBearer": []}]
+    expected: list[dict[str, list[str]]] = (
+        [{"HTTPBearer": []}] if settings.auth_required else [{}, {"HTTPBearer": []}]
+    )
     assert {k: op.get("security") for k, op in v1.items()} == {k: expected for k in v1}
     assert "security" not in operations[("get", "/healthz")]
