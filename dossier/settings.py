@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         description="Messages (questions and answers) one stored conversation may hold.",
     )
 
+    # Where keys, feedback and conversations live: unset, SQLite files in data_dir (one
+    # host); postgresql://user:password@host:5432/db, one PostgreSQL database that several
+    # API hosts share (dossier/state/). It may hold a password, so it is a secret.
+    state_url: SecretStr | None = Field(
+        default=None, description="postgresql://… for state shared by several hosts."
+    )
+
     # HTTP service.
     host: str = "127.0.0.1"
     port: int = 8900

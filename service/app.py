@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -291,12 +291,12 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     app.state.settings = settings
     app.state.answer_pool = answer_pool
     app.state.auth_required = settings.auth_required
-    app.state.keys = KeyStore(settings.data_dir / KEYS_FILE)
+    app.state.keys = KeyStore(settings.data_dir / KEYS_FILE, settings.state_url)
     app.state.rate_limiter = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
     errors.install(app)
     app.include_router(v1)
     app.include_router(openai_compat.router)
-    feedback.install(app, settings.data_dir)
+    feedback.install(app, settings.data_dir, settings.state_url)
     conversations.install(app, settings)
     ingest_jobs = ingestion.install(app, settings, engine)
     # Outermost last: the size limit runs before CORS and before any route reads the body.
@@ -310,4 +310,26 @@ def create_app(settings: Settings | None = None, dossier: Dossier | None = None)
     def healthz() -> HealthPublic:
         return HealthPublic(status="ok", version=__version__)
 
+    publish_auth_mode(app, settings.auth_required)
     return app
+
+
+def publish_auth_mode(app: FastAPI, required: bool) -> None:
+    """Make /openapi.json say what this server enforces. Every /v1 route declares the
+    Bearer scheme (service.auth); where keys are not required (the loopback default) a
+    request without one is served, so each such route lists no-auth (``{}``) as an
+    alternative: a key is optional there, yet still checked when sent (a wrong ``dsk_`` key
+    is a 401)."""
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = FastAPI.openapi(app)  # built once, then cached on the app
+        if fresh and not required:
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    security = operation.get("security")
+                    if security and {} not in security:
+                        operation["security"] = [{}, *security]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

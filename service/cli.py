@@ -213,7 +213,8 @@ app.add_typer(keys_app, name="keys")
 def _key_store() -> KeyStore:
     from service.keys import KEYS_FILE, KeyStore
 
-    return KeyStore(get_settings().data_dir / KEYS_FILE)
+    settings = get_settings()
+    return KeyStore(settings.data_dir / KEYS_FILE, settings.state_url)
 
 
 @keys_app.command("create")

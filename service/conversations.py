@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from dossier.chat.conversations import (
     Conversation,
     ConversationStore,
-    SQLiteConversationStore,
+    SQLConversationStore,
     StoredMessage,
 )
 from dossier.errors import DossierError
@@ -172,7 +172,7 @@ def _owner(principal: Principal) -> str | None:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Attach the store (beside the index, so a backup keeps both) and the routes."""
-    app.state.conversations = SQLiteConversationStore(settings.conversations_path)
+    app.state.conversations = SQLConversationStore(settings.conversations_path, settings.state_url)
     app.include_router(router)
 
 

@@ -1,4 +1,5 @@
-"""Thumbs up/down on answers, kept in a SQLite file beside the index for curators to review."""
+"""Thumbs up/down on answers, kept for curators to review: in a SQLite file beside the index,
+or in PostgreSQL with ``DOSSIER_STATE_URL``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool
 
 from dossier.errors import CollectionNotFound
-from dossier.state.sqlite import SQLiteFile
+from dossier.state import open_state
 from service.auth import PrincipalDep
 from service.errors import errors_doc
 
@@ -54,19 +55,19 @@ class FeedbackPublic(FeedbackCreate):
 
 
 class FeedbackStore:
-    """One short-lived connection per call (``dossier.state.sqlite``): requests run on a thread
-    pool, and sqlite3 connections must not cross threads."""
+    """Feedback in the state database (``dossier.state``): the SQLite file ``path``, or the
+    PostgreSQL database of ``state_url`` when set."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, state_url: SecretStr | str | None = None) -> None:
         self.path = path
-        self.db = SQLiteFile(path, [_SCHEMA])
+        self.db = open_state("feedback", [_SCHEMA], path, state_url)
 
     def add(self, item: FeedbackCreate) -> FeedbackPublic:
         created = datetime.now(UTC).isoformat(timespec="seconds")
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO feedback (created, rating, comment, question, collection, answer,"
-                " answerer, refused, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " answerer, refused, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     created,
                     item.rating,
@@ -79,8 +80,7 @@ class FeedbackStore:
                     json.dumps(item.citations),
                 ),
             )
-            row_id = cur.lastrowid
-        assert row_id is not None
+            row_id: int = cur.fetchone()[0]
         return FeedbackPublic(id=row_id, created=created, **item.model_dump())
 
     def recent(self, limit: int = 100, rating: str | None = None) -> list[FeedbackPublic]:
@@ -112,9 +112,9 @@ def feedback_store(request: Request) -> FeedbackStore:
     return store
 
 
-def install(app: FastAPI, data_dir: Path) -> None:
+def install(app: FastAPI, data_dir: Path, state_url: SecretStr | None = None) -> None:
     """Attach the store and the routes; the file sits beside the index so backups keep both."""
-    app.state.feedback = FeedbackStore(data_dir / FEEDBACK_FILE)
+    app.state.feedback = FeedbackStore(data_dir / FEEDBACK_FILE, state_url)
     app.include_router(router)
 
 

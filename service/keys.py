@@ -1,4 +1,5 @@
-"""API keys: high-entropy tokens shown once, stored only as hashes in SQLite beside the index.
+"""API keys: high-entropy tokens shown once, stored only as hashes (SQLite beside the index, or
+PostgreSQL with ``DOSSIER_STATE_URL``).
 
 A token is ``dsk_<id>_<secret>``. The id (not secret) finds the row; the secret's SHA-256
 is compared with ``hmac.compare_digest``. An unknown id is compared against a dummy hash,
@@ -18,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 from dossier.errors import InvalidInput, NotFound
 from dossier.index.store import validate_collection_name
-from dossier.state.sqlite import SQLiteFile
+from dossier.state import open_state
 
 KEYS_FILE = "keys.sqlite3"
 PREFIX = "dsk"
@@ -76,11 +79,12 @@ def parse_collections(spec: str | Sequence[str]) -> tuple[str, ...]:
 
 
 class KeyStore:
-    """One short-lived connection per call (``dossier.state.sqlite``): requests use threads."""
+    """Keys in the state database (``dossier.state``): the SQLite file ``path``, or the
+    PostgreSQL database of ``state_url`` when set."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, state_url: SecretStr | str | None = None) -> None:
         self.path = path
-        self.db = SQLiteFile(path, [_SCHEMA])
+        self.db = open_state("keys", [_SCHEMA], path, state_url)
 
     def create(self, name: str, collections: str | Sequence[str], role: str) -> tuple[ApiKey, str]:
         """The new key and its token; the token is not stored and cannot be shown again."""

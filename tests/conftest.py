@@ -22,6 +22,7 @@ from dossier.settings import Settings, get_settings
 from dossier.testing import LiveServer, free_port, wait_for_http
 from ingest.pipeline import Ingestor
 from tests.fake_llm import FakeState, Step, create_fake_app
+from tests.postgres import PostgresServer, start_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -33,6 +34,45 @@ CHROMA = Path(sys.executable).parent / "chroma"
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
     return testing.make_settings(tmp, CORPUS, **overrides)
+
+
+# The state backends (dossier/state/) every store's contract runs over.
+STATE_BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (tests/postgres.py); each test gets its own
+    database. Skips without PostgreSQL, fails under CI."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None  # the SQLite files in the data directory, as without DOSSIER_STATE_URL
+        return
+    from dossier.state.postgres import close_pools
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    yield url
+    close_pools(url)
+
+
+@pytest.fixture(params=STATE_BACKENDS)
+def state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """DOSSIER_STATE_URL for a test, per backend: None (SQLite) or a fresh PostgreSQL database."""
+    yield from _state_url(request)
+
+
+@pytest.fixture(scope="module", params=STATE_BACKENDS)
+def module_state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """As ``state_url``, one per module (for module-scoped servers)."""
+    yield from _state_url(request)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from dossier.errors import ConfigurationError
 from dossier.testing import LiveServer
@@ -20,11 +21,14 @@ from tests.conftest import alpha_beta_engine, make_settings
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, module_state_url: str | None
+) -> Iterator[dict[str, Any]]:
+    """Keys kept by each state backend (SQLite, PostgreSQL): the matrix holds for both."""
     tmp = tmp_path_factory.mktemp("auth")
-    engine = alpha_beta_engine(tmp, auth=True)
+    engine = alpha_beta_engine(tmp, auth=True, state_url=module_state_url)
     settings = engine.settings
-    keys = KeyStore(settings.data_dir / KEYS_FILE)
+    keys = KeyStore(settings.data_dir / KEYS_FILE, settings.state_url)
     tokens = {
         "read_a": keys.create("reader", "alpha", "read")[1],
         "write_a": keys.create("writer", "alpha", "write")[1],
@@ -133,3 +137,26 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     assert "revoked" in cli("list").stdout
     bad = cli("create", "--name", "x", "--collections", "a", "--role", "owner")
     assert bad.returncode == 2 and "role" in bad.stderr
+
+
+@pytest.mark.parametrize("host, auth", [("127.0.0.1", None), ("0.0.0.0", None), ("::1", True)])
+def test_the_published_schema_says_whether_a_key_is_required(
+    tmp_path: Path, host: str, auth: bool | None
+) -> None:
+    settings = make_settings(tmp_path, embedder="hashing", host=host, auth=auth)
+    app = create_app(settings)
+    schema = TestClient(app).get("/openapi.json").json()
+    assert schema == app.openapi()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    operations = {
+        (method, path): op for path, ops in schema["paths"].items() for method, op in ops.items()
+    }
+    v1 = {k: op for k, op in operations.items() if k[1].startswith("/v1/")}
+    assert len(v1) > 10
+    # Required: a Bearer key on every /v1 route. Not required (loopback without keys):
+    # no key, or a key (still checked when sent).
+    expected: list[dict[str, list[str]]] = (
+        [{"HTTPBearer": []}] if settings.auth_required else [{}, {"HTTPBearer": []}]
+    )
+    assert {k: op.get("security") for k, op in v1.items()} == {k: expected for k in v1}
+    assert "security" not in operations[("get", "/healthz")]

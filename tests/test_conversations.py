@@ -17,9 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dossier.chat.conversations import SQLiteConversationStore
 from dossier.engine import Dossier
-from dossier.models import Answer
 from dossier.testing import LiveServer, free_port, wait_for_http
 from dossier.text import terms
 from service.app import create_app
@@ -278,20 +276,6 @@ def test_a_long_conversation_is_read_from_its_latest_turns(one_turn_url: str) ->
         latest, first = stateless(second, a2), stateless(FIRST, a1)
     assert latest != first  # else this conversation could not tell the two apart
     assert got == latest, (got, first)
-
-
-def test_the_store_keeps_the_latest_turns_oldest_first(tmp_path: Path) -> None:
-    store = SQLiteConversationStore(tmp_path / "c.sqlite3")
-    conv = store.create("key1", SEED_COLLECTION)
-    for i in range(5):
-        answer = Answer(f"q{i}", SEED_COLLECTION, f"a{i}", [], [], False, "test")
-        store.add_turn(conv.id, "key1", f"q{i}", answer, max_messages=10)
-    latest = store.get(conv.id, "key1", last=4)
-    assert latest.message_count == 10
-    assert [m.content for m in latest.messages] == ["q3", "a3", "q4", "a4"]
-    # What Dossier.chat gets: that history, then the new question, oldest first.
-    assert [m.content for m in latest.chat_messages("q5")] == ["q3", "a3", "q4", "a4", "q5"]
-    assert store.get(conv.id, "key1", last=0).messages == ()
 
 
 def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:

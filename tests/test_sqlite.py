@@ -1,4 +1,5 @@
-"""dossier.state.sqlite: WAL files with versioned schemas, written by threads and processes."""
+"""dossier.state.sqlite: WAL files with versioned schemas, written by threads and processes;
+the backend-independent ones also over PostgreSQL (``state_url``, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dossier.state import open_state
 from dossier.state.sqlite import SQLiteFile, connect
 
 MIGRATIONS = [
@@ -17,8 +19,8 @@ MIGRATIONS = [
 ]
 
 
-def _write(path: Path, writer: str, n: int) -> None:
-    db = SQLiteFile(path, MIGRATIONS)
+def _write(path: Path, writer: str, n: int, url: str | None = None) -> None:
+    db = open_state("notes", MIGRATIONS, path, url)
     for i in range(n):
         with db.transaction() as conn:
             # Read, then write in one transaction: the pattern a cap check uses.
@@ -60,8 +62,8 @@ def test_a_newer_file_is_not_downgraded(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
-def test_a_failed_block_rolls_back(tmp_path: Path) -> None:
-    db = SQLiteFile(tmp_path / "x.sqlite3", MIGRATIONS)
+def test_a_failed_block_rolls_back(tmp_path: Path, state_url: str | None) -> None:
+    db = open_state("notes", MIGRATIONS, tmp_path / "x.sqlite3", state_url)
     with pytest.raises(RuntimeError), db.transaction() as conn:
         conn.execute("INSERT INTO notes (body) VALUES ('lost')")
         raise RuntimeError("boom")
@@ -69,20 +71,22 @@ def test_a_failed_block_rolls_back(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
 
 
-def test_threads_and_processes_write_at_once_without_losing_a_row(tmp_path: Path) -> None:
+def test_threads_and_processes_write_at_once_without_losing_a_row(
+    tmp_path: Path, state_url: str | None
+) -> None:
     path = tmp_path / "shared.sqlite3"
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_write, args=(path, f"p{i}", 40)) for i in range(3)]
+    procs = [ctx.Process(target=_write, args=(path, f"p{i}", 40, state_url)) for i in range(3)]
     for p in procs:
         p.start()
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda i: _write(path, f"t{i}", 40), range(4)))
+        list(pool.map(lambda i: _write(path, f"t{i}", 40, state_url), range(4)))
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    with SQLiteFile(path, MIGRATIONS).transaction(write=False) as conn:
+    with open_state("notes", MIGRATIONS, path, state_url).transaction(write=False) as conn:
         counts = dict(conn.execute("SELECT writer, COUNT(*) FROM notes GROUP BY writer").fetchall())
-        bodies = [r[0] for r in conn.execute("SELECT body FROM notes ORDER BY id")]
+        bodies = [r[0] for r in conn.execute("SELECT body FROM notes ORDER BY id").fetchall()]
     assert counts == {**{f"p{i}": 40 for i in range(3)}, **{f"t{i}": 40 for i in range(4)}}
     # Each writer saw every earlier row: the count it read is the rows before its own.
     assert [int(b.split("-")[0]) for b in bodies] == list(range(len(bodies)))

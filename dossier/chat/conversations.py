@@ -8,16 +8,16 @@ operation takes the owner, and another owner's conversation reads exactly as one
 does not exist, so ids reveal nothing. A conversation holds at most ``max_messages``
 messages; only its latest turns are read to answer (``Dossier.chat`` bounds them again).
 
-:class:`ConversationStore` is the interface; :class:`SQLiteConversationStore` keeps them
-in one SQLite file beside the index (``dossier.sqlite``: WAL, one connection per thread),
-which every worker process of ``dossier serve --workers N`` shares.
+:class:`ConversationStore` is the interface; :class:`SQLConversationStore` keeps them in
+the state database (``dossier.state``): one SQLite file beside the index (WAL, one
+connection per thread), which every worker process of ``dossier serve --workers N``
+shares, or PostgreSQL (``DOSSIER_STATE_URL``), which several hosts share.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -25,10 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 from dossier.chat.condense import Message
 from dossier.errors import ConversationFull, ConversationNotFound
 from dossier.models import Answer, AnswerSentence, Citation
-from dossier.state.sqlite import SQLiteFile
+from dossier.state import open_state
+from dossier.state.base import Transaction
 
 StoredRole = Literal["user", "assistant"]
 
@@ -188,7 +191,7 @@ _MIGRATIONS = [
 _CONVERSATION_COLUMNS = "seq, id, owner, collection, title, created, updated, message_count"
 
 
-def _conversation(row: sqlite3.Row, messages: Sequence[StoredMessage] = ()) -> Conversation:
+def _conversation(row: Any, messages: Sequence[StoredMessage] = ()) -> Conversation:
     return Conversation(
         id=row["id"],
         owner=row["owner"],
@@ -201,7 +204,7 @@ def _conversation(row: sqlite3.Row, messages: Sequence[StoredMessage] = ()) -> C
     )
 
 
-def _message(row: sqlite3.Row) -> StoredMessage:
+def _message(row: Any) -> StoredMessage:
     answer = row["answer"]
     return StoredMessage(
         id=row["id"],
@@ -212,14 +215,16 @@ def _message(row: sqlite3.Row) -> StoredMessage:
     )
 
 
-class SQLiteConversationStore(ConversationStore):
-    def __init__(self, path: Path) -> None:
+class SQLConversationStore(ConversationStore):
+    """Conversations in the SQLite file ``path``, or the PostgreSQL database of ``state_url``."""
+
+    def __init__(self, path: Path, state_url: SecretStr | str | None = None) -> None:
         self.path = path
-        self.db = SQLiteFile(path, _MIGRATIONS)
+        self.db = open_state("conversations", _MIGRATIONS, path, state_url)
 
     @staticmethod
-    def _row(conn: sqlite3.Connection, conversation_id: str, owner: str | None) -> sqlite3.Row:
-        row: sqlite3.Row | None = conn.execute(
+    def _row(conn: Transaction, conversation_id: str, owner: str | None) -> Any:
+        row: Any = conn.execute(
             f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND owner IS ?",
             (conversation_id, owner),
         ).fetchone()
@@ -242,24 +247,25 @@ class SQLiteConversationStore(ConversationStore):
     def get(self, conversation_id: str, owner: str | None, last: int | None = None) -> Conversation:
         with self.db.transaction(write=False) as conn:
             row = self._row(conn, conversation_id, owner)
-            # The latest `last` (all when -1), read newest first and turned back around.
-            rows = conn.execute(
-                "SELECT id, role, content, created, answer FROM messages"
-                " WHERE conversation = ? ORDER BY seq DESC LIMIT ?",
-                (row["seq"], -1 if last is None else max(last, 0)),
-            ).fetchall()
+            # The latest `last` (all when None), read newest first and turned back around.
+            sql = "SELECT id, role, content, created, answer FROM messages WHERE conversation = ?"
+            args: tuple[object, ...] = (row["seq"],)
+            if last is not None:
+                sql, args = sql + " ORDER BY seq DESC LIMIT ?", (*args, max(last, 0))
+            else:
+                sql += " ORDER BY seq DESC"
+            rows = conn.execute(sql, args).fetchall()
         return _conversation(row, [_message(r) for r in reversed(rows)])
 
     def recent(
         self, owner: str | None, limit: int = 20, before: str | None = None
     ) -> list[Conversation]:
         with self.db.transaction(write=False) as conn:
-            below = self._row(conn, before, owner)["seq"] if before else None
-            rows = conn.execute(
-                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
-                " WHERE owner IS ? AND (? IS NULL OR seq < ?) ORDER BY seq DESC LIMIT ?",
-                (owner, below, below, limit),
-            ).fetchall()
+            sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE owner IS ?"
+            args: tuple[object, ...] = (owner,)
+            if before:
+                sql, args = sql + " AND seq < ?", (*args, self._row(conn, before, owner)["seq"])
+            rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
         return [_conversation(r) for r in rows]
 
     def add_turn(
@@ -306,3 +312,7 @@ class SQLiteConversationStore(ConversationStore):
             # foreign_keys pragma on every connection that ever deletes.
             conn.execute("DELETE FROM messages WHERE conversation = ?", (row["seq"],))
             conn.execute("DELETE FROM conversations WHERE seq = ?", (row["seq"],))
+
+
+# The name it had while SQLite was its only backend.
+SQLiteConversationStore = SQLConversationStore

@@ -60,7 +60,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
     try:
         start: int = conn.execute("PRAGMA user_version").fetchone()[0]
         for i in range(start, len(migrations)):
-            for statement in _statements(migrations[i]):
+            for statement in statements(migrations[i]):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {len(migrations):d}")
         conn.execute("COMMIT")
@@ -70,7 +70,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
     return version
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
     # executescript() would COMMIT the open transaction first, so each statement runs on
     # its own; the schemas here have no triggers or literals holding a ';'.
     return [s.strip() for s in script.split(";") if s.strip()]
