@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dossier.errors import FileTooLarge, UnsupportedDocument
-from ingest.readers import READERS, SUPPORTED
+from ingest.readers import READERS, SUPPORTED, Reader
 from ingest.readers.base import RawArticle, check_text, decode, short_title
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,20 @@ __all__ = [
     "load",
     "parse",
     "read_limited",
+    "reader_for",
     "short_title",
 ]
+
+
+def reader_for(name: str | Path) -> Reader:
+    """The reader of a file's type, or UnsupportedDocument naming the types there are."""
+    suffix = Path(name).suffix
+    reader = READERS.get(suffix.lower())
+    if reader is None:
+        raise UnsupportedDocument(
+            f"{name}: unsupported file type {suffix!r}; use one of {', '.join(sorted(SUPPORTED))}."
+        )
+    return reader
 
 
 def parse(name: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> RawArticle:
@@ -39,14 +51,7 @@ def parse(name: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> RawArti
 
     ``max_bytes`` is the per-file limit; a Word file's unpacked size is checked against it.
     """
-    path = Path(name)
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise UnsupportedDocument(
-            f"{name}: unsupported file type {path.suffix!r}; "
-            f"use one of {', '.join(sorted(SUPPORTED))}."
-        )
-    return reader(path, data, max_bytes)
+    return reader_for(name)(Path(name), data, max_bytes)
 
 
 def read_limited(path: Path, max_bytes: int) -> bytes:
@@ -62,9 +67,8 @@ def read_limited(path: Path, max_bytes: int) -> bytes:
 
 
 def load(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> RawArticle:
-    if path.suffix.lower() not in READERS:
-        parse(str(path), b"")  # raises the unsupported-type error, before reading anything
-    return parse(str(path), read_limited(path, max_bytes), max_bytes)
+    reader = reader_for(path)  # an unsupported type is refused before anything is read
+    return reader(path, read_limited(path, max_bytes), max_bytes)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import resource
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,13 +84,25 @@ def build_folder(root: Path, outside: Path) -> dict[str, str]:
     }
 
 
+# Runs the command as its only child and reports that child's peak RSS: the test process's
+# own RUSAGE_CHILDREN is the largest of *all* its children so far, so a bigger child of an
+# earlier test would be measured instead of this one.
+_PEAK_OF_ONE_CHILD = """
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[1:])
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+sys.stderr.write(f"\\npeak-rss-kib={peak}\\n")
+sys.exit(rc)
+"""
+
+
 def run_ingest(
     folder: Path, data_dir: Path, **env: str
 ) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run `dossier ingest` in a child; returns it and the child's peak RSS in bytes."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cli = [sys.executable, "-m", "service.cli", "ingest", str(folder), "--collection", "bad"]
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "ingest", str(folder), "--collection", "bad"],
+        [sys.executable, "-c", _PEAK_OF_ONE_CHILD, *cli],
         env={
             **os.environ,
             "DOSSIER_DATA_DIR": str(data_dir),
@@ -102,11 +114,9 @@ def run_ingest(
         text=True,
         timeout=600,
     )
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child so far; a bigger earlier child would hide
-    # this one's, so only a new maximum is a measurement.
-    assert peak_kib >= before
-    return proc, peak_kib * 1024
+    found = re.findall(r"^peak-rss-kib=(\d+)$", proc.stderr, re.MULTILINE)
+    assert found, proc.stderr
+    return proc, int(found[-1]) * 1024
 
 
 @pytest.mark.slow

@@ -121,21 +121,9 @@ class PassageFilter:
         lo, hi = self.published_after, self.published_before
         return (None if lo is None else day_number(lo), None if hi is None else day_number(hi))
 
-    def matches_fields(self, doc_id: str, publisher: str | None, day: int | None) -> bool:
-        if self.doc_ids is not None and doc_id not in self.doc_ids:
-            return False
-        if self.publisher is not None and publisher_key(publisher) != publisher_key(self.publisher):
-            return False
-        if self.dated:
-            lo, hi = self.day_range
-            if day is None or (lo is not None and day < lo) or (hi is not None and day > hi):
-                return False
-        return True
-
     def matches(self, passage: Passage) -> bool:
-        return self.matches_fields(
-            passage.doc_id, passage.publisher, published_day(passage.published)
-        )
+        """One passage against the filter: the same rule :meth:`mask` applies to an index."""
+        return bool(self.mask(FilterColumns.of_passages([passage]))[0])
 
     def mask(self, columns: FilterColumns) -> np.ndarray:
         """A boolean array over an index's positions: True where the passage matches."""
@@ -198,3 +186,7 @@ class FilterColumns:
             publishers=np.array(publishers, dtype=object),
             days=np.array(days, dtype=np.int64),
         )
+
+    @classmethod
+    def of_passages(cls, passages: Iterable[Passage]) -> FilterColumns:
+        return cls.of((p.doc_id, p.publisher, p.published) for p in passages)

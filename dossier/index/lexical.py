@@ -243,9 +243,7 @@ class LexicalIndex:
             if isinstance(self.passages, PassageTable):
                 self._filter_columns = self.passages.filter_columns()
             else:
-                self._filter_columns = FilterColumns.of(
-                    (p.doc_id, p.publisher, p.published) for p in self.passages
-                )
+                self._filter_columns = FilterColumns.of_passages(self.passages)
         return self._filter_columns
 
     def search(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dossier.errors import CollectionNotFound, DocumentNotFound
-from dossier.index.filters import PassageFilter, active
+from dossier.index.filters import FilterColumns, PassageFilter, active
 from dossier.index.store import (
     PassageStore,
     StoredDocument,
@@ -147,7 +147,10 @@ class MemoryStore(PassageStore):
         wanted = active(filters)
         with self._lock:
             col = self._get(name)
-            ids = [pid for pid, p in col.passages.items() if wanted is None or wanted.matches(p)]
+            ids = list(col.passages)
+            if wanted is not None:
+                keep = wanted.mask(FilterColumns.of_passages(col.passages.values()))
+                ids = [pid for pid, kept in zip(ids, keep, strict=True) if kept]
             if not ids or k <= 0:
                 return []
             matrix = np.stack([_unit(col.vectors[pid]) for pid in ids])
