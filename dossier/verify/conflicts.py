@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,14 +39,14 @@ _NUMBER_WORD = (
     r"seventy|eighty|ninety|hundred|thousand|million|billion"
 )
 _SUFFIX = (
-    r"(?:\s?%|\s?(?:per\s?cent|percent|bn|billion|m|million|k|thousand|trillion|tn|"
+    r"(?:\s?%|\s?(?:per\s?cent|percent|bn|billion|m|million|k|thousand|trillion|tn|am|pm|"
     r"km|kg|mph|sec|secs|seconds|minutes|mins|hours|days|weeks|months|years)\b)?"
 )
 # Dates first, so "5 March 2005" is one value and not a date and a number.
 _VALUE = re.compile(
     rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+)?(?:{_MONTH_NAMES})\b(?:\s+\d{{1,2}}(?:st|nd|rd|th)?\b)?"
     rf"(?:,?\s+\d{{4}}\b)?"
-    rf"|[$£€]?\d[\d,]*(?:[.:]\d+)*{_SUFFIX}"
+    rf"|[$£€]?\d[\d,]*(?:[.:/]\d+)*{_SUFFIX}"
     rf"|\b(?:{_NUMBER_WORD})(?:[- ](?:{_NUMBER_WORD}))*\b{_SUFFIX}",
     re.IGNORECASE,
 )
@@ -169,14 +170,29 @@ def _name_share(sentence: str, other: str) -> float:
     return sum(1 for n in wanted if _name_in(n, other_words, found)) / len(wanted)
 
 
+_DECIMAL = re.compile(r"^([$£€]?)(\d+(?:\.\d+)?)(\D*)$")
+
+
+def same_value(a: str, b: str) -> bool:
+    """Equal keys, or one a rounding of the other ("29%" and "28.9%", "$1.1bn" and "$1.13bn")."""
+    if a == b:
+        return True
+    ma, mb = _DECIMAL.match(a), _DECIMAL.match(b)
+    if ma is None or mb is None or (ma[1], ma[3]) != (mb[1], mb[3]):
+        return False
+    places = min(len(ma[2].partition(".")[2]), len(mb[2].partition(".")[2]))
+    da, db = Decimal(ma[2]), Decimal(mb[2])
+    step = Decimal(1).scaleb(-places)
+    return da.quantize(step, ROUND_HALF_UP) == db.quantize(step, ROUND_HALF_UP)
+
+
 def compare(sentence: str, other: str, measure: str = "min_coverage") -> Comparison:
     mine, theirs = values(sentence), values(other)
-    my_keys, their_keys = {v.key for v in mine}, {v.key for v in theirs}
     return Comparison(
         overlap=overlap(_content(sentence), _content(other), measure),
         names=_name_share(sentence, other),
-        stated=tuple(v for v in mine if v.key not in their_keys),
-        other=tuple(v for v in theirs if v.key not in my_keys),
+        stated=tuple(v for v in mine if not any(same_value(v.key, t.key) for t in theirs)),
+        other=tuple(t for t in theirs if not any(same_value(v.key, t.key) for v in mine)),
     )
 
 
