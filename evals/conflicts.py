@@ -361,12 +361,61 @@ def seed_flags(settings: Settings) -> dict[str, float]:
         return {"questions": asked, "answered": answered, "flagged": flagged}
 
 
+def bbc_flags(settings: Settings, limit: int) -> dict[str, object]:
+    """Flags on the answers to bbc-qa-dev questions over the whole BBC corpus (one
+    collection, as served). The corpus has near-duplicate reports, so a flag here may be
+    true; each flagged answer is listed with both values for reading."""
+    import tempfile
+
+    from dossier.engine import Dossier
+    from evals.loaders import BBC_COLLECTION, bbc_dev_rows
+    from ingest.pipeline import Ingestor
+
+    rows = bbc_dev_rows(settings)[:limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        # Sentence vectors off: the ingest is several times faster and answers only
+        # embed their candidate sentences on demand (the same answers, a little slower).
+        s = settings.model_copy(
+            update={"data_dir": Path(tmp), "conflict_detection": True, "sentence_vectors": False}
+        )
+        engine = Dossier(s)
+        Ingestor(s, engine.store, engine.embedder).ingest(
+            shared_dir(settings) / BBC_DIR, BBC_COLLECTION
+        )
+        answered = 0
+        flagged: list[dict[str, object]] = []
+        for row in rows:
+            a = engine.ask(str(row["question"]), BBC_COLLECTION)
+            answered += not a.refused
+            for c in a.conflicts:
+                flagged.append(
+                    {
+                        "id": row["id"],
+                        "sentence": a.sentences[c.sentence].text,
+                        "value": c.value,
+                        "sources": [(x.value, x.doc_id, x.quote) for x in c.sources],
+                    }
+                )
+        return {
+            "questions": len(rows),
+            "answered": answered,
+            "answers_flagged": len({f["id"] for f in flagged}),
+            "flags": flagged,
+        }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--save", action="store_true", help=f"write the chosen rule to {RULE_PATH}")
     ap.add_argument("--out", type=Path, default=Path("evals/reports/conflicts.json"))
     ap.add_argument("--seed-answers", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="first N train-list articles")
+    ap.add_argument(
+        "--bbc-questions",
+        type=int,
+        default=0,
+        help="also ask the first N bbc-qa-dev questions over the whole BBC corpus",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     settings = Settings()
@@ -419,6 +468,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = seed_flags(settings)
         say(f"seed answers over corpus/albania-iran: {seed}")
         report["seed_answers"] = seed
+    if args.bbc_questions:
+        bbc = bbc_flags(settings, args.bbc_questions)
+        say(
+            f"bbc-qa-dev answers over the BBC corpus: {bbc['questions']} questions, "
+            f"{bbc['answered']} answered, {bbc['answers_flagged']} flagged"
+        )
+        for f in bbc["flags"]:  # type: ignore[attr-defined]
+            say(f"  {f['id']}: {f['value']!r} in {str(f['sentence'])[:120]!r}")
+            for value, doc, quote in f["sources"]:
+                say(f"      {value!r} {doc}: {quote[:120]!r}")
+        report["bbc_answers"] = bbc
     report["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
