@@ -6,7 +6,8 @@ Ingests the first ``--articles`` BBC articles of ``bbc-qa-dev/train-articles.txt
 temporary directory (the default embedder and answerer), and for a tenth of them also a
 copy under another publisher with one figure changed (the rule of ``evals/conflicts.py``),
 so some answers do have sources that disagree. The questions are the articles'
-headlines. Two servers share the one engine's store and embedder, one with
+headlines, and for each changed copy the original's sentence holding the figure. Two
+servers share the one engine's store and embedder, one with
 ``DOSSIER_CONFLICT_DETECTION`` on and one off; each question is asked of both back to
 back (alternating which goes first) after an untimed pass, so a shared machine's load
 drift stays out of the paired difference. Prints p50/p95 of each, the median paired
@@ -29,6 +30,7 @@ import numpy as np
 
 from dossier.engine import Dossier
 from dossier.testing import LiveServer, make_settings
+from dossier.text import sentence_spans
 from dossier.verify.conflicts import values
 from evals.conflicts import SALT, TRAIN_LIST, changed, read_article
 from evals.loaders import BBC_DIR, shared_dir
@@ -60,6 +62,8 @@ def write_corpus(folder: Path, articles: list[str], root: Path) -> list[str]:
             continue
         v = rng.choice(vals)
         new = changed(v.text, rng) or v.text
+        # The sentence holding the changed figure is asked too, so some answers are flagged.
+        questions += [text[s:e] for s, e in sentence_spans(text) if s <= v.start < e]
         front = "---\npublisher: Wire Service\npublished: '2005-06-01'\n---\n"
         (folder / f"copy-{name}").write_text(
             front + text[: v.start] + new + text[v.end :], encoding="utf-8"

@@ -90,7 +90,8 @@ def _key(raw: str) -> str:
     return text.replace("-", " ")
 
 
-def values(text: str) -> list[Value]:
+@lru_cache(maxsize=65_536)
+def values(text: str) -> tuple[Value, ...]:
     """The figures and dates of a text: "$1.13bn", "76%", "1:47.97", "5 March 2005"."""
     out: list[Value] = []
     for m in _VALUE.finditer(text):
@@ -100,7 +101,7 @@ def values(text: str) -> list[Value]:
         if raw.isalpha() and raw.lower() in {"hundred", "thousand", "million", "billion"}:
             continue  # "thousands of", "millions of": no value
         out.append(Value(raw, m.start(), m.start() + len(raw), _key(raw)))
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class Comparison:
         return bool(self.stated) and bool(self.other)
 
 
+@lru_cache(maxsize=65_536)
 def _content(text: str) -> frozenset[str]:
     stripped = _VALUE.sub(" ", _without_numbers(text))
     return term_set(stripped)
@@ -160,13 +162,24 @@ def overlap(a: frozenset[str], b: frozenset[str], measure: str) -> float:
     raise ValueError(f"unknown overlap measure {measure!r}; use one of {', '.join(MEASURES)}")
 
 
+@lru_cache(maxsize=65_536)
+def _names(text: str) -> frozenset[str]:
+    return frozenset(names(_VALUE.sub(" ", text)))
+
+
+@lru_cache(maxsize=65_536)
+def _name_index(text: str) -> tuple[set[str], frozenset[str]]:
+    """The words and acronyms a name may be found among (cached: do not change them)."""
+    found = set(words(_quotes(text)))
+    found |= {w[:-2] for w in found if w.endswith("'s")}
+    return found, frozenset(acronyms(text))
+
+
 def _name_share(sentence: str, other: str) -> float:
-    wanted = names(_VALUE.sub(" ", sentence))
+    wanted = _names(sentence)
     if not wanted:
         return 1.0
-    other_words = set(words(_quotes(other)))
-    other_words |= {w[:-2] for w in other_words if w.endswith("'s")}
-    found = acronyms(other)
+    other_words, found = _name_index(other)
     return sum(1 for n in wanted if _name_in(n, other_words, found)) / len(wanted)
 
 
@@ -196,6 +209,12 @@ def compare(sentence: str, other: str, measure: str = "min_coverage") -> Compari
     )
 
 
+@lru_cache(maxsize=4096)
+def _spans(text: str) -> tuple[tuple[int, int], ...]:
+    """A passage's sentences, split once for all the answer's sentences (and answers)."""
+    return tuple(sentence_spans(text)) or ((0, len(text)),)
+
+
 @dataclass(frozen=True)
 class Disagreement:
     """A sentence of another document's passage that disagrees with an answer sentence."""
@@ -220,7 +239,7 @@ def disagreements(
     for p in passages:
         if p.doc_id in exclude_docs:
             continue
-        for s, e in sentence_spans(p.text) or [(0, len(p.text))]:
+        for s, e in _spans(p.text):
             text = p.text[s:e]
             c = compare(sentence, text, rule.measure)
             if c.overlap < rule.min_overlap or c.names < rule.min_names:
