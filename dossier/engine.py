@@ -35,6 +35,7 @@ from dossier.index.store import PassageStore, StoredDocument
 from dossier.index.stores import build_store
 from dossier.models import Answer, CollectionInfo, DocumentInfo, ScoredPassage
 from dossier.settings import Settings
+from dossier.verify.conflicts import flag_conflicts
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,15 @@ class Dossier:
     def answer(self, retrieved: Retrieved, answerer: Answerer | None = None) -> Answer:
         """Answer what was retrieved (by ``retrieve`` or ``chat_retrieve``), timed."""
         r = retrieved
-        return r.timed((answerer or self.answerer).answer(r.question, r.passages, r.context))
+        return r.timed(
+            self._checked((answerer or self.answerer).answer(r.question, r.passages, r.context), r)
+        )
+
+    def _checked(self, answer: Answer, retrieved: Retrieved) -> Answer:
+        """The answer with the retrieved sources that contradict it (when that is on)."""
+        if not self.settings.conflict_detection:
+            return answer
+        return flag_conflicts(answer, retrieved.passages)
 
     def ask(
         self,
@@ -306,7 +315,7 @@ class Dossier:
         chosen = answerer or self.answerer
         r = retrieved
         for event in chosen.stream(r.question, r.passages, r.context):
-            yield r.timed(event) if isinstance(event, Answer) else event
+            yield r.timed(self._checked(event, r)) if isinstance(event, Answer) else event
 
     def _embed_texts(
         self, texts: Sequence[str], stored: SentenceVectors | None = None

@@ -114,6 +114,32 @@ class AnswerSentence:
     support: float | None = None
 
 
+@dataclass(frozen=True)
+class DisagreeingSource:
+    """Another document that states an answer sentence's claim with another value."""
+
+    value: str  # the value it gives, as written ("1:47.97", "$1.2bn", "5 March")
+    citation: int  # the [n] of its sentence among the answer's citations
+    quote: str  # its sentence, exactly as in the document
+    doc_id: str
+    passage_id: str
+    title: str
+    publisher: str | None
+    published: str | None
+    start: int  # document offsets of ``quote``
+    end: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An answer sentence whose value other sources contradict (dossier/verify/conflicts.py)."""
+
+    sentence: int  # index into Answer.sentences
+    value: str  # what the answer sentence states
+    citation: int | None  # the answer sentence's own [n]
+    sources: tuple[DisagreeingSource, ...]  # earliest published first, when known
+
+
 @dataclass
 class Answer:
     question: str
@@ -133,6 +159,8 @@ class Answer:
     answerable_probability: float | None = None
     # In a conversation: the question as searched, with earlier turns' referents made explicit.
     standalone_question: str | None = None
+    # Answer sentences that other retrieved sources contradict (a different figure or date).
+    conflicts: list[Conflict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     # (dossier/index/sentence_table.py) instead of splitting and stemming them per request.
     # Off: computed on first use, as before (for comparison; answers are the same).
     stored_sentences: bool = True
+    # Say when sources disagree: an answer sentence whose figure or date another retrieved
+    # document states otherwise gets a closing "Sources disagree: [n] gives ..." sentence
+    # and an entry in the answer's `conflicts` (dossier/verify/conflicts.py).
+    conflict_detection: bool = True
     # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45

@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from dataclasses import asdict
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -52,6 +53,7 @@ from service.schemas import (
     MAX_MESSAGES,
     MAX_TOP_K,
     CitationPublic,
+    ConflictPublic,
     FiltersRequest,
     domain_filters,
 )
@@ -264,6 +266,9 @@ class ChatCompletionPublic(BaseModel):
     answerable_probability: float | None
     degraded: bool
     degraded_reason: str | None
+    conflicts: list[ConflictPublic] = Field(
+        default_factory=list, description="Answer sentences other sources contradict."
+    )
 
 
 # -- mapping ---------------------------------------------------------------------------
@@ -322,6 +327,10 @@ def dossier_fields(answer: Answer) -> dict[str, Any]:
         "answerable_probability": answer.answerable_probability,
         "degraded": answer.degraded,
         "degraded_reason": answer.degraded_reason,
+        "conflicts": [
+            ConflictPublic.model_validate(asdict(c)).model_dump()
+            for c in ([] if answer.refused else answer.conflicts)
+        ],
     }
 
 

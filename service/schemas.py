@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Literal, Self
 
@@ -213,6 +214,28 @@ class AnswerSentencePublic(_Public):
     support: float | None = Field(default=None, description="Support score, when verified.")
 
 
+class DisagreeingSourcePublic(_Public):
+    value: str = Field(description="The value this source gives, as written.")
+    citation: int = Field(description="The [n] of its sentence among the answer's citations.")
+    quote: str = Field(description="Its sentence, exactly as in the document.")
+    doc_id: str
+    passage_id: str
+    title: str
+    publisher: str | None
+    published: str | None
+    start: int = Field(description="Start of the quote in the document text.")
+    end: int
+
+
+class ConflictPublic(_Public):
+    sentence: int = Field(description="Index of the answer sentence (in `sentences`).")
+    value: str = Field(description="The value the answer sentence states.")
+    citation: int | None = Field(description="The answer sentence's own [n].")
+    sources: list[DisagreeingSourcePublic] = Field(
+        description="Other documents that state another value; earliest published first."
+    )
+
+
 class PassagePublic(BaseModel):
     passage_id: str
     doc_id: str
@@ -282,6 +305,13 @@ class AnswerPublic(_Public):
             "earlier turns made explicit. Null for a single question."
         ),
     )
+    conflicts: list[ConflictPublic] = Field(
+        default_factory=list,
+        description=(
+            "Answer sentences whose figure or date another retrieved source states "
+            "otherwise; each disagreeing sentence is also among `citations`."
+        ),
+    )
 
     @classmethod
     def from_domain(cls, a: Answer) -> Self:
@@ -292,6 +322,7 @@ class AnswerPublic(_Public):
                 "sentences": [s.__dict__ for s in a.sentences],
                 "citations": [c.__dict__ for c in a.citations],
                 "passages": [PassagePublic.from_domain(sp) for sp in a.passages],
+                "conflicts": [asdict(c) for c in a.conflicts],
             }
         )
 
