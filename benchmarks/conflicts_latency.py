@@ -1,11 +1,13 @@
 """What conflict detection costs: ``/v1/ask`` latency with it on and off, in one run.
 
-    python benchmarks/conflicts_latency.py [--articles 120] [--rounds 3] [--out FILE]
+    python benchmarks/conflicts_latency.py [--articles 120] [--rounds 3] [--whole-corpus]
+        [--out FILE]
 
 Ingests the first ``--articles`` BBC articles of ``bbc-qa-dev/train-articles.txt`` into a
 temporary directory (the default embedder and answerer), and for a tenth of them also a
 copy under another publisher with one figure changed (the rule of ``evals/conflicts.py``),
-so some answers do have sources that disagree. The questions are the articles'
+so some answers do have sources that disagree; ``--whole-corpus`` ingests every other BBC
+article too (2,225 in all: the collection as served). The questions are the articles'
 headlines, and for each changed copy the original's sentence holding the figure. Two
 servers share the one engine's store and embedder, one with
 ``DOSSIER_CONFLICT_DETECTION`` on and one off; each question is asked of both back to
@@ -45,9 +47,13 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q * 100)) if xs else float("nan")
 
 
-def write_corpus(folder: Path, articles: list[str], root: Path) -> list[str]:
+def write_corpus(folder: Path, articles: list[str], root: Path, whole: bool = False) -> list[str]:
     """The articles (and some changed copies) as files; returns the questions."""
     questions = []
+    if whole:
+        for path in sorted(root.glob("*/*.txt")):
+            a = path.relative_to(root).as_posix()
+            (folder / a.replace("/", "-")).write_text(read_article(path), encoding="utf-8")
     for i, a in enumerate(articles):
         text = read_article(root / a)
         title = text.split("\n", 1)[0].strip()
@@ -75,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--articles", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--whole-corpus", action="store_true", help="all 2,225 BBC articles")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/conflicts_latency.json")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +93,8 @@ def main() -> None:
         listed = (root / TRAIN_LIST).read_text(encoding="utf-8").split()
         folder = Path(tmp) / "articles"
         folder.mkdir()
-        questions = write_corpus(folder, listed[: args.articles], root / BBC_DIR)
+        questions = write_corpus(folder, listed[: args.articles], root / BBC_DIR, args.whole_corpus)
+        documents = len(list(folder.iterdir()))
         on = Dossier(settings.model_copy(update={"conflict_detection": True}))
         t0 = time.perf_counter()
         Ingestor(on.settings, on.store, on.embedder).ingest(folder, COLLECTION)
@@ -123,6 +131,8 @@ def main() -> None:
     paired = [a - b for a, b in zip(times["on"], times["off"], strict=True)]
     out: dict[str, Any] = {
         "articles": args.articles,
+        "whole_corpus": args.whole_corpus,
+        "documents": documents,
         "questions": len(questions),
         "rounds": args.rounds,
         "answers_flagged": flagged,

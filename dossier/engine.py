@@ -292,7 +292,19 @@ class Dossier:
         """The answer with the retrieved sources that contradict it (when that is on)."""
         if not self.settings.conflict_detection:
             return answer
-        return flag_conflicts(answer, retrieved.passages)
+        name, k, wanted = (
+            retrieved.context.collection,
+            self.settings.conflict_search_k,
+            retrieved.filters,
+        )
+
+        def search(sentence: str) -> list[ScoredPassage]:
+            # BM25 on the sentence itself: another report of the same fact shares its
+            # words, whatever the question was; cheap (no embedding), and it keeps the
+            # request's filters (the reader chose those sources).
+            return self.lexical.retrieve(sentence, name, k, wanted)
+
+        return flag_conflicts(answer, retrieved.passages, search=search if k else None)
 
     def ask(
         self,

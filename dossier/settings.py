@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     # document states otherwise gets a closing "Sources disagree: [n] gives ..." sentence
     # and an entry in the answer's `conflicts` (dossier/verify/conflicts.py).
     conflict_detection: bool = True
+    # Passages a targeted BM25 search for each answer sentence that states a value adds
+    # to the retrieved ones before comparing (0: compare with the retrieved ones only).
+    conflict_search_k: int = Field(default=5, ge=0, le=50)
     # The hand-set rules of DOSSIER_ANSWERER=rules (kept for comparison with the model).
     refusal_min_similarity: float = 0.25
     refusal_min_coverage: float = 0.45

@@ -26,6 +26,11 @@ def run(
     echo: Callable[[str], None] = lambda _: None,
 ) -> int:
     """Run a suite, write its reports, and return the exit code: 0 passed, 1 a threshold missed."""
+    if suite == "conflicts":  # not questions and answers: the detector's own set
+        from evals.conflicts import main
+
+        args = ["--gate", "--seed-answers", "--out", str(out / "conflicts.json")]
+        return main([*args, *(["--limit", str(limit)] if limit else [])])
     engine = Dossier(settings)
     loaded = load_suite(suite, settings, docs=docs, collection=collection)
     path = thresholds or THRESHOLDS

@@ -50,16 +50,20 @@ from dossier.settings import Settings
 from dossier.text import sentence_spans, term_set
 from dossier.verify.conflicts import (
     _MONTH_NAMES,
+    _ORDINAL_NAMES,
+    _WEEKDAY_NAMES,
     MEASURES,
     RULE_PATH,
     ConflictRule,
     _content,
     compare,
+    disagreements,
     overlap,
     values,
 )
 from dossier.verify.features import names
 from evals.loaders import BBC_DIR, shared_dir
+from evals.runner import THRESHOLDS, load_thresholds
 
 SALT = "dossier-conflicts-2026-12"
 TRAIN_LIST = Path("benchmarks") / "bbc-qa-dev" / "train-articles.txt"
@@ -67,6 +71,8 @@ MAX_FALSE_FLAGS = 0.02
 OVERLAP_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 NAMES_GRID = (0.0, 0.5, 0.75, 1.0)
 _MONTHS = tuple(_MONTH_NAMES.split("|"))
+_WEEKDAYS = tuple(_WEEKDAY_NAMES.split("|"))
+_ORDINALS = tuple(_ORDINAL_NAMES.split("|"))
 
 
 def say(line: str) -> None:
@@ -107,11 +113,12 @@ def passages_of(
 
 
 def changed(value: str, rng: random.Random) -> str | None:
-    """The value with its figure (or month) changed, in the same format."""
-    for month in _MONTHS:
-        if month in value:
-            other = rng.choice([m for m in _MONTHS if m != month])
-            return value.replace(month, other, 1)
+    """The value with its figure (or month, weekday, rank) changed, in the same format."""
+    for kind in (_MONTHS, _WEEKDAYS, _ORDINALS):
+        for name in kind:
+            if re.search(rf"\b{name}\b", value):
+                other = rng.choice([n for n in kind if n != name])
+                return re.sub(rf"\b{name}\b", other, value, count=1)
     m = re.search(r"\d[\d,]*(?:\.\d+)?", value)
     if m is None:
         return None
@@ -338,6 +345,61 @@ def fit(
     return out
 
 
+NATURAL = Path(__file__).resolve().parent / "datasets" / "conflicts_natural.jsonl"
+
+
+def natural_report(root: Path, rule: ConflictRule, path: Path = NATURAL) -> dict[str, object]:
+    """The detector on sentence pairs of two train articles, found and labelled as
+    ``evals/datasets/README.md`` says. Each pair is asked both ways: the answer sentence
+    from one article, the other article's paragraphs as the other source. Recall counts a
+    conflict flagged at the labelled sentence; a false flag is an agreeing pair flagged
+    there. Nothing was fitted on these pairs, but they were read while the value types
+    (weekdays, ranks) were added: development numbers."""
+    texts: dict[str, str] = {}
+
+    def text_of(article: str) -> str:
+        if article not in texts:
+            texts[article] = read_article(root / article)
+        return texts[article]
+
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    tally: dict[str, dict[str, list[int]]] = {}
+    missed: list[str] = []
+    for row in rows:
+        for mine, theirs in ((row["a"], row["b"]), (row["b"], row["a"])):
+            a, a0, a1 = mine
+            b, b0, b1 = theirs
+            sentence = text_of(a)[a0:a1]
+            other = text_of(b)
+            title = other.split("\n", 1)[0].strip()
+            found = disagreements(
+                sentence, passages_of(f"bbc:{b}", title, other, "BBC", None), {f"bbc:{a}"}, rule
+            )
+            at_pair = any(d.start < b1 and b0 < d.end for d in found)
+            base = bool(compare(sentence, other[b0:b1], rule.measure).other)
+            conflict = row["label"] == "conflict"
+            for split in (split_of(a), "all"):
+                t = tally.setdefault(split, {"rule": [0, 0, 0, 0], "baseline": [0, 0, 0, 0]})
+                for name, flag in (("rule", at_pair), ("baseline", base)):
+                    # [conflicts flagged, conflicts, agreeing pairs flagged, agreeing pairs]
+                    t[name][0 if conflict else 2] += flag
+                    t[name][1 if conflict else 3] += 1
+            if conflict and not at_pair:
+                missed.append(f"{a} -> {b} ({row.get('kind')}: {row.get('about')})")
+    out: dict[str, object] = {"pairs": len(rows), "missed": missed}
+    for split, t in tally.items():
+        out[split] = {
+            name: {
+                "recall": c[0] / max(1, c[1]),
+                "false_flag_rate": c[2] / max(1, c[3]),
+                "conflicts": c[1],
+                "agreeing": c[3],
+            }
+            for name, c in t.items()
+        }
+    return out
+
+
 def seed_flags(settings: Settings) -> dict[str, float]:
     """Flags on the seed suite's answers over corpus/albania-iran (one article)."""
     import tempfile
@@ -404,11 +466,38 @@ def bbc_flags(settings: Settings, limit: int) -> dict[str, object]:
         }
 
 
+def gate_metrics(synthetic: dict[str, float], natural: dict[str, object]) -> dict[str, float]:
+    """The numbers ``[conflicts.*]`` of evals/thresholds.toml bound, for one detector."""
+    every = natural["all"]
+    assert isinstance(every, dict)
+    return {
+        "synthetic_recall": synthetic["recall"],
+        "synthetic_false_flag_rate": synthetic["false_flag_rate"],
+        "natural_recall": float(every["recall"]),
+        "natural_false_flag_rate": float(every["false_flag_rate"]),
+    }
+
+
+def misses(metrics: dict[str, float], path: Path = THRESHOLDS) -> list[str]:
+    """The bounds of ``[conflicts.min]`` / ``[conflicts.max]`` these metrics break."""
+    out = []
+    for name, (kind, bound) in load_thresholds("conflicts", path).items():
+        value = metrics.get(name)
+        if value is None:
+            out.append(f"{name}: not measured")
+        elif (kind == "min" and value < bound) or (kind == "max" and value > bound):
+            out.append(f"{name} = {value:.3f}, {kind} {bound}")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--save", action="store_true", help=f"write the chosen rule to {RULE_PATH}")
     ap.add_argument("--out", type=Path, default=Path("evals/reports/conflicts.json"))
     ap.add_argument("--seed-answers", action="store_true")
+    ap.add_argument(
+        "--gate", action="store_true", help="exit 1 when a [conflicts.*] threshold is missed"
+    )
     ap.add_argument("--limit", type=int, default=None, help="first N train-list articles")
     ap.add_argument(
         "--bbc-questions",
@@ -464,6 +553,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rule = ConflictRule(measure=measure, min_overlap=cut, min_names=nm)
     report.update({"chosen": asdict(rule), "test": test, "test_baseline": base})
+    natural = natural_report(root / BBC_DIR, rule)
+    for split in ("train", "validation", "test", "all"):
+        r = natural.get(split)
+        if isinstance(r, dict):
+            say(
+                f"natural {split:10s} rule recall={r['rule']['recall']:.3f} "
+                f"false_flags={r['rule']['false_flag_rate']:.3f} "
+                f"(n={r['rule']['conflicts']}+{r['rule']['agreeing']})  baseline "
+                f"recall={r['baseline']['recall']:.3f} "
+                f"false_flags={r['baseline']['false_flag_rate']:.3f}"
+            )
+    for line in natural["missed"]:  # type: ignore[attr-defined]
+        say(f"  natural conflict missed: {line}")
+    report["natural"] = natural
+    measured = gate_metrics(test, {"all": natural["all"]["rule"]})  # type: ignore[index]
+    base_natural = {"all": natural["all"]["baseline"]}  # type: ignore[index]
+    report["gate"] = {"rule": measured, "baseline": gate_metrics(base, base_natural)}
+    missed = misses(measured)
+    report["misses"] = missed
     if args.seed_answers:
         seed = seed_flags(settings)
         say(f"seed answers over corpus/albania-iran: {seed}")
@@ -499,6 +607,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             encoding="utf-8",
         )
         say(f"saved {RULE_PATH}")
+    for line in missed:
+        say(f"MISSED: {line}")
+    if args.gate and missed:
+        say(f"FAILED: {len(missed)} threshold(s) missed for suite conflicts")
+        return 1
     return 0
 
 

@@ -382,7 +382,8 @@ class Evaluator:
 
     def evaluate(self, q: EvalQuestion) -> QuestionResult:
         r = self._retrieve(q)
-        answer = r.timed(self.answerer.answer(r.question, r.passages, r.context))
+        # As served: through the engine, so conflict detection (when on) runs too.
+        answer = self.engine.answer(r, self.answerer)
         if q.in_context is not None:
             self._replies[(q.collection, *q.history, q.in_context)] = answer.text
         ranked: list[Passage] = [sp.passage for sp in answer.passages]
@@ -443,6 +444,8 @@ class Evaluator:
             if q.answerable:
                 scores["f1_answerable"] = scores["f1"]
         if not answer.refused:
+            # Questions with no known conflict: a flag here is a false one (issue #20).
+            scores["conflict_flagged"] = float(bool(answer.conflicts))
             scores["sentences_per_answer"] = float(
                 m.sentence_count([s.text for s in answer.sentences] or [text])
             )

@@ -337,7 +337,10 @@ def search(
 @app.command("eval")
 def eval_(
     suite: Annotated[
-        str, typer.Option(help="seed, squad2, rgb, or the path of a .jsonl golden set.")
+        str,
+        typer.Option(
+            help="seed, squad2, rgb, bbc, bbc-chat, conflicts, or a .jsonl golden set path."
+        ),
     ] = "seed",
     answerer: Annotated[
         str | None, typer.Option(help="Answerer name; e.g. extractive-no-refusal to test a gate.")

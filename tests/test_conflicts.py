@@ -126,7 +126,9 @@ def test_disagreeing_sources_are_cited_earliest_first() -> None:
     assert [x.value for x in conflict.sources] == ["1:48.50", "1:48.27", "1:49.00"]
     assert [x.doc_id for x in conflict.sources] == ["c", "b", "d"]
     assert flagged.text.endswith(
-        "Sources disagree: [2] gives 1:48.50; [3] gives 1:48.27; [4] gives 1:49.00."
+        # Each dated source says how it stands to the answer's own (2005-02-20).
+        "Sources disagree: [2] gives 1:48.50 (2005-02-01, older); "
+        "[3] gives 1:48.27 (2005-03-01, newer); [4] gives 1:49.00."
     )
     assert [c.doc_id for c in flagged.citations] == ["a", "c", "b", "d"]
     assert [c.quote for c in flagged.citations[1:]] == [p.text for p in (earlier, later, undated)]
@@ -143,7 +145,10 @@ def test_sources_that_disagree_are_flagged_with_both_values(engine: Dossier) -> 
     [conflict] = answer.conflicts
     assert {conflict.value, *(s.value for s in conflict.sources)} == {"1:47.97", "1:48.27"}
     [source] = conflict.sources
-    assert f"Sources disagree: [{source.citation}] gives {source.value}." in answer.text
+    note = f"Sources disagree: [{source.citation}] gives {source.value} ({source.published}, "
+    assert note in answer.text
+    # The wire (2005-02-21) reported a day after the Times (2005-02-20).
+    assert note + ("newer)." if source.publisher == "Wire Service" else "older).") in answer.text
     cited = {c.number: c for c in answer.citations}[source.citation]
     assert (cited.doc_id, cited.start, cited.end, cited.quote) == (
         source.doc_id,
@@ -170,6 +175,24 @@ def test_detection_can_be_turned_off(engine: Dossier) -> None:
     )
     answer = off.ask(QUESTION, "disagree")
     assert answer.conflicts == [] and "disagree" not in answer.text
+
+
+def test_a_targeted_search_finds_the_other_report_that_retrieval_left_out(
+    engine: Dossier,
+) -> None:
+    # One passage retrieved for the question: only the search for the answer sentence
+    # itself brings the other report.
+    answer = engine.ask(QUESTION, "disagree", top_k=1)
+    assert not answer.refused and len({sp.passage.doc_id for sp in answer.passages}) == 1
+    [conflict] = answer.conflicts
+    assert {conflict.value, *(x.value for x in conflict.sources)} == {"1:47.97", "1:48.27"}
+    _assert_citations_hold(engine, answer)
+    without = Dossier(
+        engine.settings.model_copy(update={"conflict_search_k": 0}),
+        store=engine.store,
+        embedder=engine.embedder,
+    )
+    assert without.ask(QUESTION, "disagree", top_k=1).conflicts == []
 
 
 def test_the_seed_collection_has_no_conflicts(seed_engine: Dossier) -> None:

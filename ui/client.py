@@ -72,6 +72,25 @@ class Passage(_Model):
     lexical_score: float | None = None
 
 
+class DisagreeingSource(_Model):
+    value: str
+    citation: int
+    quote: str
+    doc_id: str
+    title: str
+    publisher: str | None = None
+    published: str | None = None
+
+
+class Conflict(_Model):
+    """An answer sentence whose figure or date another source gives otherwise."""
+
+    sentence: int
+    value: str
+    citation: int | None = None
+    sources: list[DisagreeingSource] = []
+
+
 class Answer(_Model):
     question: str
     collection: str
@@ -89,6 +108,7 @@ class Answer(_Model):
     answerable_probability: float | None = None
     # In a conversation: the question as searched, with what it refers to made explicit.
     standalone_question: str | None = None
+    conflicts: list[Conflict] = []
 
 
 Role = Literal["system", "user", "assistant"]

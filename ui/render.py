@@ -11,7 +11,15 @@ import html
 from collections.abc import Callable, Iterable
 from urllib.parse import urlencode
 
-from ui.client import Answer, AnswerSentence, Citation, DocumentDetail, Page, Passage
+from ui.client import (
+    Answer,
+    AnswerSentence,
+    Citation,
+    Conflict,
+    DocumentDetail,
+    Page,
+    Passage,
+)
 
 CSS = """
 <style>
@@ -33,6 +41,14 @@ mark.cited { background: #ffe58a; padding: 0 .1em; border-radius: .2em; }
 mark.cited sup { color: #1f4fbf; font-weight: 600; }
 .dossier-article { position: relative; white-space: pre-wrap; line-height: 1.65; max-height: 65vh;
   overflow-y: auto; border: 1px solid #d9dde3; border-radius: .5em; padding: 1em; }
+.dossier-conflict { border-left: 4px solid #c0392b; background: #fdf1ef; padding: .4em .8em;
+  margin: .4em 0; border-radius: .3em; }
+.dossier-conflict .mark { color: #c0392b; font-weight: 700; }
+.dossier-conflict .sides { display: flex; gap: .8em; margin-top: .4em; }
+.dossier-conflict .side { flex: 1; border: 1px solid #e6c8c3; border-radius: .4em;
+  padding: .4em .6em; background: #fff; font-size: .9em; }
+.dossier-conflict .side .value { font-weight: 700; }
+.dossier-conflict .side .meta { color: #5f6b7a; font-size: .85em; }
 </style>
 """
 
@@ -131,6 +147,68 @@ def answer_html(answer: Answer, href: Callable[[Citation], str] | None = None) -
         body = _flat(answer.answer)
     degraded = ' data-degraded="true"' if answer.degraded else ""
     return f'<div class="dossier-answer" data-refused="false"{degraded}>{body}</div>'
+
+
+def _side_html(
+    value: str, quote: str, meta: str, cit: Citation | None, href: str, newer: bool = False
+) -> str:
+    opened = (
+        f' <a class="cite-chip" data-cite="{cit.number}" href="{esc(href)}" target="_blank"'
+        f' rel="noopener" title="Open the article at this sentence">[{cit.number}]</a>'
+        if cit is not None
+        else ""
+    )
+    return (
+        f'<div class="side"><div><span class="value">{esc(value)}</span>{opened}</div>'
+        f'<div class="quote">{_flat(quote)}</div><div class="meta">{meta}'
+        f"{' · <strong>newer</strong>' if newer else ''}</div></div>"
+    )
+
+
+def conflict_html(
+    answer: Answer, conflict: Conflict, href: Callable[[Citation], str] | None = None
+) -> str:
+    """The "sources disagree" mark: the answer's own quote and each disagreeing source's
+    side by side (earliest first), each opening its article at the sentence."""
+    link = href or (lambda c: source_href(c, answer.collection))
+    by_number = {c.number: c for c in answer.citations}
+    own = by_number.get(conflict.citation) if conflict.citation is not None else None
+    # Which report came later, when the dates say so (ISO dates compare as text).
+    dates = [d[:10] for d in [own.published if own else None] if d]
+    dates += [s.published[:10] for s in conflict.sources if s.published]
+    latest = max(dates) if len(set(dates)) > 1 else None
+
+    def is_latest(published: str | None) -> bool:
+        return latest is not None and bool(published) and str(published)[:10] == latest
+
+    sides = [
+        _side_html(
+            conflict.value,
+            own.quote if own else answer.sentences[conflict.sentence].text,
+            source_meta(own.publisher, own.published, None) if own else "this answer",
+            own,
+            link(own) if own else "",
+            is_latest(own.published if own else None),
+        )
+    ]
+    for src in conflict.sources:
+        cit = by_number.get(src.citation)
+        sides.append(
+            _side_html(
+                src.value,
+                src.quote,
+                esc(src.title) + " · " + meta_line(src.publisher, src.published),
+                cit,
+                link(cit) if cit else "",
+                is_latest(src.published),
+            )
+        )
+    return (
+        f'<div class="dossier-conflict" data-conflict="{conflict.sentence}">'
+        '<span class="mark">⚠ Sources disagree</span> '
+        f"<small>on {esc(conflict.value)} in the answer</small>"
+        f'<div class="sides">{"".join(sides)}</div></div>'
+    )
 
 
 def highlight(text: str, spans: Iterable[tuple[int, int, str]]) -> str:

@@ -100,6 +100,8 @@ def render_answer(client: DossierClient, i: int, message: Message) -> None:
             icon="⚠️",
         )
     st.markdown(render.answer_html(answer), unsafe_allow_html=True)
+    for conflict in [] if answer.refused else answer.conflicts:
+        st.markdown(render.conflict_html(answer, conflict), unsafe_allow_html=True)
     searched = answer.standalone_question
     if searched and searched.strip() != str(message.get("question", "")).strip():
         st.caption(f"Searched: {render.esc(searched)}")

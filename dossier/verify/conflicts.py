@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -38,6 +38,13 @@ _NUMBER_WORD = (
     r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
     r"seventy|eighty|ninety|hundred|thousand|million|billion"
 )
+_WEEKDAY_NAMES = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+# Ranks ("fifth in the table", "third place"); "first" is left out: "for the first time"
+# is an idiom far more often than a rank.
+_ORDINAL_NAMES = (
+    "second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+    "thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth"
+)
 _SUFFIX = (
     r"(?:\s?%|\s?(?:per\s?cent|percent|bn|billion|m|million|k|thousand|trillion|tn|am|pm|"
     r"km|kg|mph|sec|secs|seconds|minutes|mins|hours|days|weeks|months|years)\b)?"
@@ -47,7 +54,8 @@ _VALUE = re.compile(
     rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+)?(?:{_MONTH_NAMES})\b(?:\s+\d{{1,2}}(?:st|nd|rd|th)?\b)?"
     rf"(?:,?\s+\d{{4}}\b)?"
     rf"|[$£€]?\d[\d,]*(?:[.:/]\d+)*{_SUFFIX}"
-    rf"|\b(?:{_NUMBER_WORD})(?:[- ](?:{_NUMBER_WORD}))*\b{_SUFFIX}",
+    rf"|\b(?:{_NUMBER_WORD})(?:[- ](?:{_NUMBER_WORD}))*\b{_SUFFIX}"
+    rf"|\b(?:{_WEEKDAY_NAMES})\b|\b(?:{_ORDINAL_NAMES})\b",
     re.IGNORECASE,
 )
 _CANONICAL_SUFFIX = {
@@ -92,7 +100,8 @@ def _key(raw: str) -> str:
 
 @lru_cache(maxsize=65_536)
 def values(text: str) -> tuple[Value, ...]:
-    """The figures and dates of a text: "$1.13bn", "76%", "1:47.97", "5 March 2005"."""
+    """The figures and dates of a text: "$1.13bn", "76%", "1:47.97", "5 March 2005",
+    "Tuesday", "fifth"."""
     out: list[Value] = []
     for m in _VALUE.finditer(text):
         raw = m.group().rstrip(".,:")
@@ -259,12 +268,33 @@ def _joined(vals: Sequence[Value]) -> str:
     return ", ".join(dict.fromkeys(v.text for v in vals))
 
 
+def _when(published: str | None, own: str | None) -> str:
+    """ " (2005-06-01, newer)": the source's date, and how it stands to the answer's own
+    source, so the reader knows which report came later; nothing when the date is unknown."""
+    if not published:
+        return ""
+    day = published[:10]
+    if not own or own[:10] == day:
+        return f" ({day})"
+    return f" ({day}, {'newer' if day > own[:10] else 'older'})"
+
+
+Search = Callable[[str], Sequence[ScoredPassage]]
+
+
 def flag_conflicts(
-    answer: Answer, passages: Sequence[ScoredPassage], rule: ConflictRule | None = None
+    answer: Answer,
+    passages: Sequence[ScoredPassage],
+    rule: ConflictRule | None = None,
+    search: Search | None = None,
 ) -> Answer:
     """The answer with its ``conflicts`` and a closing sentence that cites each
     disagreeing source (its sentence added as a citation, so every [n] quotes a document).
-    A refusal, or an answer no other source contradicts, comes back unchanged."""
+    A refusal, or an answer no other source contradicts, comes back unchanged.
+
+    ``search`` (a sentence -> passages lookup) adds a targeted search for each answer
+    sentence that states a value: another report of the same fact need not be among the
+    passages retrieved for the question."""
     if answer.refused or not answer.sentences:
         return answer
     by_number = {c.number: c for c in answer.citations}
@@ -273,12 +303,23 @@ def flag_conflicts(
     cited = {(c.doc_id, c.start, c.end): c.number for c in citations}
     conflicts: list[Conflict] = []
     notes: list[str] = []
+    searched: dict[str, ScoredPassage] = {}  # found by the targeted search, not retrieved
     for i, sentence in enumerate(answer.sentences):
+        if not values(sentence.text):
+            continue  # no figure or date to disagree about: spare the search
         own = [by_number[n] for n in sentence.citations if n in by_number]
-        found = disagreements(sentence.text, pool, {c.doc_id for c in own}, rule)
+        candidates = pool
+        if search is not None:
+            seen = {p.passage_id for p in pool}
+            for sp in search(sentence.text):
+                if sp.passage.passage_id not in seen and sp.passage.passage_id not in searched:
+                    searched[sp.passage.passage_id] = sp
+            candidates = pool + [sp.passage for sp in searched.values()]
+        found = disagreements(sentence.text, candidates, {c.doc_id for c in own}, rule)
         if not found:
             continue
         found.sort(key=lambda d: (_date_key(d.passage.published), d.passage.doc_id))
+        own_date = next((c.published for c in own if c.published), None)
         sources: list[DisagreeingSource] = []
         for d in found:
             key = (d.passage.doc_id, d.start, d.end)
@@ -301,7 +342,7 @@ def flag_conflicts(
                     end=d.end,
                 )
             )
-            notes.append(f"[{cited[key]}] gives {value}")
+            notes.append(f"[{cited[key]}] gives {value}{_when(d.passage.published, own_date)}")
         stated = [v for d in found for v in d.comparison.stated]
         conflicts.append(
             Conflict(
@@ -314,4 +355,14 @@ def flag_conflicts(
     if not conflicts:
         return answer
     note = "Sources disagree: " + "; ".join(dict.fromkeys(notes)) + "."
-    return replace(answer, text=f"{answer.text} {note}", citations=citations, conflicts=conflicts)
+    # A cited passage the search found joins the answer's passages: every citation points
+    # at a passage the answer delivers.
+    used = {c.passage_id for c in citations}
+    found_passages = [sp for pid, sp in searched.items() if pid in used]
+    return replace(
+        answer,
+        text=f"{answer.text} {note}",
+        citations=citations,
+        conflicts=conflicts,
+        passages=[*answer.passages, *found_passages],
+    )

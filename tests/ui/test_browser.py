@@ -294,3 +294,81 @@ def test_upload_shows_the_summary_and_the_bad_file_then_a_document_is_deleted(
             browser.close()
     with DossierClient(write_api) as client:
         assert len(client.documents("wire")) == 1
+
+
+# A second report of the expulsion that gives another deadline than the seed article's
+# "within 24 hours" (written for this test; it is not part of the corpus).
+OTHER_REPORT = """---
+title: Albania orders Iranian embassy staff out
+publisher: Balkan Wire (test fixture)
+published: 2022-09-08
+---
+Albania orders Iranian embassy staff out
+
+Prime Minister Edi Rama's government ordered all Iranian diplomats and staff to leave Tirana \
+within 48 hours, citing the July 15 attack on the country's digital infrastructure.
+
+Tehran denied any involvement and called the decision ill-considered.
+"""
+THREE_TURNS = [
+    QUESTION,
+    "How long did the Iranian diplomats have to leave Tirana?",
+    "Who did Albania blame for the cyberattack?",
+]
+
+
+@pytest.fixture(scope="module")
+def disagreeing_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The UI over the seed article and a second report that disagrees with it."""
+    from dossier.testing import LiveServer
+    from ingest.pipeline import Ingestor
+    from service.app import create_app
+    from tests.conftest import CORPUS, SEED_COLLECTION, make_settings
+
+    tmp = tmp_path_factory.mktemp("disagree")
+    folder = tmp / "corpus"
+    folder.mkdir()
+    for article in (CORPUS / SEED_COLLECTION).glob("*.md"):
+        shutil.copy(article, folder / article.name)
+    (folder / "2022-09-08-balkan-wire.md").write_text(OTHER_REPORT, encoding="utf-8")
+    settings = make_settings(tmp / "index", default_collection="disagree")
+    engine = Dossier(settings)
+    Ingestor(settings, engine.store, engine.embedder).ingest(folder, "disagree")
+    with (
+        LiveServer(create_app(settings, dossier=engine)) as api,
+        streamlit_ui(api.url, tmp) as url,
+    ):
+        yield url
+
+
+def test_a_conversation_whose_second_answer_shows_that_sources_disagree(
+    disagreeing_ui: str,
+) -> None:
+    from playwright.sync_api import expect
+
+    with chat_page(disagreeing_ui) as page:
+        box = page.get_by_test_id("stChatInputTextArea")
+        answers = page.locator(".dossier-answer")
+        for turn, question in enumerate(THREE_TURNS, start=1):
+            box.fill(question)
+            box.press("Enter")
+            expect(answers).to_have_count(turn, timeout=90_000)
+            if turn == 2:
+                mark = page.locator(".dossier-conflict").last
+                expect(mark).to_be_visible(timeout=30_000)
+                sides = mark.locator(".side")
+                expect(sides).to_have_count(2)
+                shown = {sides.nth(i).locator(".value").inner_text() for i in range(2)}
+                assert shown == {"24 hours", "48 hours"}, shown
+                # Each side opens its own article at the quoted sentence.
+                links = mark.locator("a.cite-chip")
+                expect(links).to_have_count(2)
+                hrefs = [links.nth(i).get_attribute("href") or "" for i in range(2)]
+                assert all("doc=" in h and "start=" in h for h in hrefs), hrefs
+                assert len(set(hrefs)) == 2
+        # Streamlit scrolls inside its own container: a tall window shows all three turns.
+        page.set_viewport_size({"width": 1280, "height": 3000})
+        page.locator(".dossier-conflict").last.scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui_conflict.png"), full_page=True)
+    assert (ARTIFACTS / "ui_conflict.png").stat().st_size > 10_000

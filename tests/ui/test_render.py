@@ -113,3 +113,45 @@ def test_card_shows_publisher_date_and_a_link_to_the_original() -> None:
     # Only web links: a javascript: URL from an article's front matter is not linked.
     assert ">original<" not in render.source_meta("Wire", None, "javascript:alert(1)")
     assert render.source_meta(None, None, None) == "unknown source"
+
+
+def test_a_conflict_shows_both_quotes_side_by_side_each_linked_and_the_newer_marked() -> None:
+    from ui.client import Conflict, DisagreeingSource
+
+    own = _citation(1, "Albania cut ties with Iran.")
+    other = own.model_copy(
+        update={"number": 2, "doc_id": "d2", "quote": "Albania cut ties with <Iran>."}
+    )
+    answer = Answer(
+        question="When?",
+        collection="seed",
+        answer="Albania cut ties with Iran. [1]",
+        refused=False,
+        sentences=[AnswerSentence(text=own.quote, citations=[1])],
+        citations=[own, other.model_copy(update={"published": "2022-09-09"})],
+        conflicts=[
+            Conflict(
+                sentence=0,
+                value="24 hours",
+                citation=1,
+                sources=[
+                    DisagreeingSource(
+                        value="48 hours",
+                        citation=2,
+                        quote=other.quote,
+                        doc_id="d2",
+                        title="Other report",
+                        publisher="Balkan Wire",
+                        published="2022-09-09",
+                    )
+                ],
+            )
+        ],
+    )
+    html = render.conflict_html(answer, answer.conflicts[0])
+    assert "Sources disagree" in html and html.count('class="side"') == 2
+    assert html.index("24 hours") < html.index("48 hours")
+    assert "doc=d1" in html and "doc=d2" in html  # each side opens its own article
+    assert "&lt;Iran&gt;" in html and "<Iran>" not in html
+    # Only the later report is marked newer.
+    assert html.count("newer") == 1 and html.index("newer") > html.index("Balkan Wire")
