@@ -4,7 +4,8 @@ It runs the same :class:`ingest.pipeline.Ingestor` as ``dossier ingest``: the sa
 loaders and binary checks, the same cleaning, chunking and content hashes, so a document
 posted twice (or posted after the CLI indexed it) is unchanged and nothing is embedded.
 Writes are serialised by one lock per app; queries keep being answered meanwhile.
-Batches larger than ``DOSSIER_INGEST_SYNC_MAX_DOCUMENTS`` run as background jobs.
+Batches larger than ``DOSSIER_INGEST_SYNC_MAX_DOCUMENTS`` run as background jobs, kept in
+the state database (``service.jobs``): any host sharing it reports and cancels them.
 """
 
 from __future__ import annotations
@@ -364,6 +365,11 @@ class Ingestion:
                         run.halt("cancel")
             except Exception as exc:  # a missed beat is retried; three in a row orphan it
                 log.warning("ingest heartbeat failed: %s", exc)
+
+    def stop_requested(self, job_id: str) -> bool:
+        """Whether this host's worker has been told to stop the job (cancel or shutdown)."""
+        run = self._running.get(job_id)
+        return run is not None and run.stop.is_set()
 
     def cancel(self, job_id: str) -> JobRecord:
         job = self.jobs.cancel(job_id)

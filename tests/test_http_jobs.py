@@ -43,7 +43,11 @@ def _docs(n: int, start: int = 0) -> list[dict[str, Any]]:
 def hosts(tmp_path: Path, state_url: str | None) -> Iterator[dict[str, Any]]:
     """Two app instances (two hosts) on one state database and one index."""
     settings = make_settings(
-        tmp_path, embedder="hashing", ingest_sync_max_documents=2, state_url=state_url
+        tmp_path,
+        embedder="hashing",
+        ingest_sync_max_documents=2,
+        ingest_job_heartbeat_s=0.1,  # the worker reads cancel requests with its heartbeat
+        state_url=state_url,
     )
     engine = Dossier(settings)
     with ExitStack() as stack:
@@ -98,7 +102,12 @@ def test_another_host_reads_and_cancels_jobs(hosts: dict[str, Any]) -> None:
         asked = two.delete(f"/v1/jobs/{running['id']}")
         assert asked.status_code == 202, asked.text
         assert asked.json()["status"] == "running" and asked.json()["cancel_requested"]
-    # Host 1 reads the request from the state database before its first group.
+        # Host 1 hears of it with its next heartbeat, while still waiting for the lock.
+        deadline = time.monotonic() + 10
+        while not ing.stop_requested(running["id"]):
+            assert time.monotonic() < deadline, "the heartbeat never read the cancel"
+            time.sleep(0.02)
+    # It stops before its first group.
     stopped = _wait(one, running["id"], ("done", "failed", "cancelled"))
     assert stopped["status"] == "cancelled" and stopped["error"] is None
     assert stopped["result"]["added"] == 0 and stopped["finished"]
