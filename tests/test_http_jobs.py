@@ -21,7 +21,7 @@ from ingest.loaders import RawArticle
 from ingest.pipeline import Ingestor, IngestReport
 from service.app import create_app
 from service.ingestion import Ingestion
-from service.jobs import JOBS_FILE, ORPHANED, JobStore
+from service.jobs import JOBS_FILE, ORPHANED, SHUT_DOWN, JobStore
 from tests.conftest import ROOT, make_settings
 
 COLLECTION = "wire"
@@ -204,3 +204,17 @@ def test_a_stopped_upsert_keeps_the_groups_it_committed(tmp_path: Path) -> None:
     assert engine.search("harbour town", COLLECTION)  # published: the BM25 side too
     rest = ingestor.upsert(COLLECTION, docs, IngestReport(collection=COLLECTION))
     assert (rest.added, rest.unchanged, rest.chunks_embedded) == (3, 2, 3)
+
+
+def test_a_host_shutting_down_fails_its_jobs_with_the_reason(hosts: dict[str, Any]) -> None:
+    one, two = hosts["clients"]
+    ing: Ingestion = hosts["apps"][0].state.ingestion
+    with ing.lock:
+        running = _post(one, _docs(4)).json()
+        _wait(two, running["id"], ("running",))
+        queued = _post(one, _docs(3, start=10)).json()
+        ing.shutdown()  # what the app's lifespan does when the server stops
+        waiting = two.get(f"/v1/jobs/{queued['id']}").json()
+        assert (waiting["status"], waiting["error"]) == ("failed", SHUT_DOWN)
+    stopped = _wait(two, running["id"], ("done", "failed", "cancelled"))
+    assert (stopped["status"], stopped["error"]) == ("failed", SHUT_DOWN)
