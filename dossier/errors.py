@@ -13,10 +13,12 @@
     ├── NotFound                (404)
     │   ├── CollectionNotFound
     │   ├── DocumentNotFound
-    │   └── ConversationNotFound unknown, deleted, or another key's conversation
+    │   ├── ConversationNotFound unknown, deleted, or another key's conversation
+    │   └── JobNotFound         an unknown ingestion job, or one outside the key's scope
     ├── EmbedderMismatch        a collection built with another embedder (409)
     ├── CollectionExists        creating a collection that is already there (409)
     ├── ConversationFull        a stored conversation at its message limit (409)
+    ├── JobFinished             cancelling an ingestion job that already ended (409)
     ├── NotAuthenticated        no, unknown or revoked API key (401)
     ├── PermissionDenied        the key's role does not allow this (403)
     ├── RateLimited             over the caller's request rate (429, with Retry-After)
@@ -105,6 +107,16 @@ class ConversationNotFound(NotFound):
         self.conversation_id = conversation_id
 
 
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str) -> None:
+        # The same words for an unknown job and another key's, as for conversations.
+        super().__init__(
+            f"No ingestion job {job_id!r}; a large upsert answers 202 with its id "
+            "(finished jobs are kept for a while, then forgotten)."
+        )
+        self.job_id = job_id
+
+
 class EmbedderMismatch(DossierError):
     pass
 
@@ -123,6 +135,16 @@ class ConversationFull(DossierError):
         )
         self.conversation_id = conversation_id
         self.limit = limit
+
+
+class JobFinished(DossierError):
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(
+            f"Ingestion job {job_id!r} has already ended ({status}); there is nothing to "
+            "cancel. What it committed stays; delete documents to remove them."
+        )
+        self.job_id = job_id
+        self.status = status
 
 
 class NotAuthenticated(DossierError):

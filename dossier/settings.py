@@ -205,9 +205,9 @@ class Settings(BaseSettings):
         description="Messages (questions and answers) one stored conversation may hold.",
     )
 
-    # Where keys, feedback and conversations live: unset, SQLite files in data_dir (one
-    # host); postgresql://user:password@host:5432/db, one PostgreSQL database that several
-    # API hosts share (dossier/state/). It may hold a password, so it is a secret.
+    # Where keys, feedback, conversations and ingestion jobs live: unset, SQLite files in
+    # data_dir (one host); postgresql://user:password@host:5432/db, one PostgreSQL database
+    # that several API hosts share (dossier/state/). It may hold a password, so it is a secret.
     state_url: SecretStr | None = Field(
         default=None, description="postgresql://… for state shared by several hosts."
     )
@@ -234,6 +234,15 @@ class Settings(BaseSettings):
     # Background ingestion jobs over HTTP.
     ingest_sync_max_documents: int = Field(
         default=20, ge=1, description="Larger upsert batches run as a background job."
+    )
+    # A running job's host writes its heartbeat (and reads cancel requests) this often; a
+    # job whose heartbeat is 3 intervals old is taken as orphaned (its host died) and marked
+    # failed. Hosts sharing PostgreSQL need clocks in step to well within that.
+    ingest_job_heartbeat_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often a host running ingestion jobs proves it is alive.",
     )
 
     # Streamlit UI: it reaches the service only over HTTP, at this URL.

@@ -11,7 +11,9 @@ A run compares the folder with the store's document records:
 
 Work is committed in groups: passages first, then the document records. A
 record is the commit marker, so a run killed anywhere leaves a queryable
-index, and the next run finishes the job with no duplicates.
+index, and the next run finishes the job with no duplicates. A run asked to
+stop (``should_stop``, an HTTP job's cancel) stops between groups the same way,
+and publishes what it committed.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class IngestReport:
     # (included in ``seconds``).
     sentences_embedded: int = 0
     sentence_seconds: float = 0.0
+    # Stopped between groups on request (``should_stop``): the rest was not written.
+    cancelled: bool = False
 
     @property
     def chunks_per_s(self) -> float:
@@ -88,6 +92,7 @@ class IngestReport:
                 if self.sentences_embedded
                 else ""
             )
+            + ("; stopped on request before the end" if self.cancelled else "")
         )
 
 
@@ -225,18 +230,27 @@ class Ingestor:
         docs: Sequence[Document],
         report: IngestReport | None = None,
         progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IngestReport:
         """Add or update these documents, leaving the collection's others alone.
 
         ``report`` may carry failures found before (files that did not parse);
-        ``progress`` is called with the number of documents each step finished.
+        ``progress`` is called with the number of documents each step finished;
+        ``should_stop`` is asked before each group, and a True ends the run there with
+        ``report.cancelled`` set (the groups committed before stay, and are published).
         """
         started = time.perf_counter()
         validate_collection_name(collection)
         report = report or IngestReport(collection=collection)
         self.store.open_collection(collection, embedder_id(self.embedder), create=True)
         return self.sync(
-            collection, docs, report, remove_missing=False, started=started, progress=progress
+            collection,
+            docs,
+            report,
+            remove_missing=False,
+            started=started,
+            progress=progress,
+            should_stop=should_stop,
         )
 
     def sync(
@@ -248,6 +262,7 @@ class Ingestor:
         remove_missing: bool,
         started: float,
         progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IngestReport:
         """Make the store hold ``docs``; with ``remove_missing``, only them (a folder sync)."""
         canonical, duplicates = self._dedupe(docs)
@@ -291,7 +306,7 @@ class Ingestor:
         if progress is not None:
             progress(len(docs) - len(todo))  # unchanged and duplicate documents are done
         with _bar(len(todo), collection, progress) as bar:
-            self._run_groups(collection, todo, by_doc, dup_paths, report, bar)
+            self._run_groups(collection, todo, by_doc, dup_paths, report, bar, should_stop)
         self._save_lexical(collection, report.changed, report)
         report.chunks_total = (
             len(self.store.passage_refs(collection)) if report.changed else sum(present.values())
@@ -368,18 +383,25 @@ class Ingestor:
         dup_paths: dict[str, list[str]],
         report: IngestReport,
         bar: _Bar,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         """Embed group n while group n+1 is chunked and group n-1 is written.
 
         onnxruntime releases the GIL while it computes, so chunking (Python) and
         Chroma writes overlap with embedding instead of adding to it. Groups are
         still written one at a time and in order, each passages-then-records.
+        A stop request is honoured before a group is embedded: the write under way
+        finishes, so every document is either fully committed or not touched.
         """
         groups = self._groups(todo, report)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
             upcoming: Future[list[_Planned] | None] = pool.submit(next, groups, None)
             writing: Future[None] | None = None
             while (group := upcoming.result()) is not None:
+                if should_stop is not None and should_stop():
+                    report.cancelled = True
+                    log.info("stopping %s on request before the next group", collection)
+                    break
                 upcoming = pool.submit(next, groups, None)
                 stored = {p.doc.doc_id: by_doc.get(p.doc.doc_id, set()) for p in group}
                 missing = [

@@ -4,7 +4,8 @@ It runs the same :class:`ingest.pipeline.Ingestor` as ``dossier ingest``: the sa
 loaders and binary checks, the same cleaning, chunking and content hashes, so a document
 posted twice (or posted after the CLI indexed it) is unchanged and nothing is embedded.
 Writes are serialised by one lock per app; queries keep being answered meanwhile.
-Batches larger than ``DOSSIER_INGEST_SYNC_MAX_DOCUMENTS`` run as background jobs.
+Batches larger than ``DOSSIER_INGEST_SYNC_MAX_DOCUMENTS`` run as background jobs, kept in
+the state database (``service.jobs``): any host sharing it reports and cancels them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import logging
 import pathlib
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -31,7 +29,7 @@ from dossier.errors import (
     DossierError,
     FileTooLarge,
     InvalidInput,
-    NotFound,
+    JobNotFound,
     NotIndexed,
 )
 from dossier.index.embeddings import embedder_id
@@ -42,8 +40,9 @@ from dossier.text import digest
 from ingest.fetch import url_documents
 from ingest.loaders import RawArticle, check_text, parse
 from ingest.pipeline import Ingestor, IngestReport
-from service.auth import PrincipalDep, scoped
+from service.auth import Principal, PrincipalDep, scoped
 from service.errors import errors_doc
+from service.jobs import JOBS_FILE, SHUT_DOWN, HostId, JobRecord, JobStore, Status
 from service.schemas import CollectionPublic
 
 log = logging.getLogger(__name__)
@@ -150,73 +149,106 @@ class IngestResultPublic(BaseModel):
 class JobPublic(BaseModel):
     id: str
     collection: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"] = Field(
+        description="failed: `error` says why (a host that stopped says so, and re-posting "
+        "the batch finishes it); cancelled: stopped by DELETE /v1/jobs/{id}, with what was "
+        "committed before in `result`."
+    )
     total: int = Field(description="Documents in the batch.")
-    processed: int
+    processed: int = Field(description="Documents done so far (unchanged ones included).")
+    chunks_embedded: int = Field(description="Passages embedded so far.")
     eta_s: float | None = Field(description="Estimated seconds left, once some are done.")
     created: str
+    started: str | None
     finished: str | None
     error: str | None
+    cancel_requested: bool = Field(description="A cancel was asked for; it stops soon.")
+    host: str = Field(description="The API process running it (hostname:pid:boot).")
     result: IngestResultPublic | None
+
+    @classmethod
+    def from_record(cls, job: JobRecord) -> JobPublic:
+        return cls(
+            id=job.id,
+            collection=job.collection,
+            status=job.status,
+            total=job.total,
+            processed=job.processed,
+            chunks_embedded=job.chunks_embedded,
+            eta_s=job.eta_s(),
+            created=job.created,
+            started=job.started,
+            finished=job.finished,
+            error=job.error,
+            cancel_requested=job.cancel_requested,
+            host=job.host,
+            result=IngestResultPublic.model_validate(job.result) if job.result else None,
+        )
 
 
 # -- jobs ---------------------------------------------------------------------
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+# Progress rows are written at most this often (plus the heartbeat): a fast batch must not
+# turn into one state-database write per document.
+PROGRESS_EVERY_S = 0.5
 
 
-@dataclass
-class Job:
-    id: str
-    collection: str
-    total: int
-    status: Literal["queued", "running", "done", "failed"] = "queued"
-    processed: int = 0
-    created: str = field(default_factory=_now)
-    started_at: float | None = None
-    finished: str | None = None
-    error: str | None = None
-    result: IngestResultPublic | None = None
+class _Running:
+    """What the worker knows of one job of this host: its counters and stop flag."""
 
-    def advance(self, n: int) -> None:
-        self.processed = min(self.total, self.processed + n)
+    def __init__(self, job_id: str, collection: str, total: int) -> None:
+        self.id = job_id
+        self.collection = collection
+        self.total = total
+        self.processed = 0
+        self.report: IngestReport | None = None
+        self.started = False
+        self.stop = threading.Event()
+        self.stop_reason: Literal["cancel", "shutdown", "lost"] = "cancel"
+        self.last_write = 0.0
 
-    def public(self) -> JobPublic:
-        eta = None
-        if self.status == "running" and self.started_at and 0 < self.processed < self.total:
-            elapsed = time.monotonic() - self.started_at
-            eta = round(elapsed / self.processed * (self.total - self.processed), 1)
-        elif self.status == "done":
-            eta = 0.0
-        return JobPublic(
-            id=self.id,
-            collection=self.collection,
-            status=self.status,
-            total=self.total,
-            processed=self.processed,
-            eta_s=eta,
-            created=self.created,
-            finished=self.finished,
-            error=self.error,
-            result=self.result,
-        )
+    @property
+    def chunks_embedded(self) -> int:
+        return self.report.chunks_embedded if self.report is not None else 0
+
+    def halt(self, reason: Literal["cancel", "shutdown", "lost"]) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
 
 
 class Ingestion:
     """The app's one writer: a lock for synchronous upserts, one worker thread for jobs.
 
-    Jobs live in memory: a restart loses their status, not their work (every committed
-    group is in the store, and re-posting the batch skips what is already there).
+    Jobs are rows in the state database (service.jobs): any host sharing it reads and
+    cancels them; this one runs those it queued, writes their progress, and beats their
+    heartbeat from a thread of its own (a long group of documents gives no progress).
     """
-
-    MAX_JOBS_KEPT = 1000
 
     def __init__(self, settings: Settings, engine: Dossier) -> None:
         self.settings = settings
         self.engine = engine
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
-        self.jobs: dict[str, Job] = {}
+        self.jobs = JobStore(
+            settings.data_dir / JOBS_FILE, settings.state_url, settings.ingest_job_heartbeat_s
+        )
+        self.host = HostId()
+        self._running: dict[str, _Running] = {}
+        self._closing = threading.Event()
+        self._beater = threading.Thread(
+            target=self._beat_loop, name="ingest-heartbeat", daemon=True
+        )
+        self._beater.start()
+
+    def sweep(self) -> None:
+        """Fail the jobs that hosts which stopped left queued or running."""
+        try:
+            failed = self.jobs.sweep()
+        except Exception as exc:  # the state DB down at start-up: GET sweeps lazily later
+            log.warning("could not sweep orphaned ingest jobs: %s", exc)
+            return
+        if failed:
+            log.warning("%d ingest jobs left by stopped hosts marked failed", failed)
 
     def ingestor(self) -> Ingestor:
         return Ingestor(self.settings, self.engine.store, self.engine.embedder)
@@ -227,12 +259,13 @@ class Ingestion:
         docs: Sequence[Document],
         report: IngestReport,
         progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IngestResultPublic:
         with self.lock:
-            done = self.ingestor().upsert(collection, docs, report, progress)
+            done = self.ingestor().upsert(collection, docs, report, progress, should_stop)
         return _result(done, docs)
 
-    def submit(self, collection: str, docs: Sequence[Document], report: IngestReport) -> Job:
+    def submit(self, collection: str, docs: Sequence[Document], report: IngestReport) -> JobRecord:
         return self.submit_work(collection, len(docs), lambda: docs, report)
 
     def submit_work(
@@ -241,35 +274,123 @@ class Ingestion:
         total: int,
         prepare: Callable[[], Sequence[Document]],
         report: IngestReport,
-    ) -> Job:
-        """A job that first makes its documents (e.g. fetches URLs), outside the lock."""
-        job = Job(id=uuid.uuid4().hex, collection=collection, total=total)
-        self.jobs[job.id] = job
-        if len(self.jobs) > self.MAX_JOBS_KEPT:  # forget the oldest finished ones
-            for old in [j for j in self.jobs.values() if j.finished][: len(self.jobs) // 10]:
-                self.jobs.pop(old.id, None)
+    ) -> JobRecord:
+        """A job that first makes its documents (e.g. fetches URLs), outside the lock.
+        Its row is stored before the work is queued, so it is never lost unseen."""
+        job = self.jobs.create(collection, total, str(self.host))
+        run = _Running(job.id, collection, total)
+        run.report = report
+        self._running[job.id] = run
+        self.pool.submit(self._work, run, prepare, report)
+        return job
 
-        def work() -> None:
-            job.status = "running"
-            job.started_at = time.monotonic()
+    def _work(
+        self, run: _Running, prepare: Callable[[], Sequence[Document]], report: IngestReport
+    ) -> None:
+        host = str(self.host)
+        try:
+            if self._closing.is_set() or not self.jobs.start(run.id, host):
+                return  # cancelled (or abandoned) while it waited
+            run.started = True
+            status: Status = "done"
+            error: str | None = None
+            result: IngestResultPublic | None = None
             try:
                 docs = prepare()
-                job.result = self.run(collection, docs, report, job.advance)
-                job.status = "done"
-                job.processed = job.total
+                result = self.run(
+                    run.collection,
+                    docs,
+                    report,
+                    lambda n: self._advance(run, n),
+                    lambda: self._should_stop(run),
+                )
+                if report.cancelled:
+                    status = "failed" if run.stop_reason == "shutdown" else "cancelled"
+                    error = SHUT_DOWN if run.stop_reason == "shutdown" else None
+                else:
+                    run.processed = run.total
             except DossierError as exc:
-                job.status, job.error = "failed", str(exc)
+                status, error = "failed", str(exc)
             except Exception as exc:  # a job must always end with a status, never hang
-                log.exception("ingest job %s failed", job.id)
-                job.status, job.error = "failed", f"internal error: {type(exc).__name__}"
-            finally:
-                job.finished = _now()
+                log.exception("ingest job %s failed", run.id)
+                status, error = "failed", f"internal error: {type(exc).__name__}"
+            if not self.jobs.finish(
+                run.id,
+                host,
+                status,
+                run.processed,
+                run.chunks_embedded,
+                error,
+                result.model_dump(mode="json") if result is not None else None,
+            ):
+                log.warning("ingest job %s ended (%s) after it was marked failed", run.id, status)
+        except Exception:  # the state DB failed: the row is swept as an orphan later
+            log.exception("ingest job %s could not record its status", run.id)
+        finally:
+            self._running.pop(run.id, None)
+            if self._closing.is_set() and not self._running:
+                self.host.release()
 
-        self.pool.submit(work)
+    def _advance(self, run: _Running, n: int) -> None:
+        run.processed = min(run.total, run.processed + n)
+        now = time.monotonic()
+        if now - run.last_write >= PROGRESS_EVERY_S:
+            self._write_progress(run, now)
+
+    def _write_progress(self, run: _Running, now: float) -> None:
+        run.last_write = now
+        try:
+            going = self.jobs.progress(run.id, str(self.host), run.processed, run.chunks_embedded)
+        except Exception as exc:  # a progress row is not worth failing the job over
+            log.warning("ingest job %s: progress not recorded: %s", run.id, exc)
+            return
+        if going != "go":
+            run.halt(going)
+
+    def _should_stop(self, run: _Running) -> bool:
+        # Asked before each group: a cancel from another host may not have reached the
+        # heartbeat yet, so the row is read here too (at most every PROGRESS_EVERY_S).
+        if not run.stop.is_set() and time.monotonic() - run.last_write >= PROGRESS_EVERY_S:
+            self._write_progress(run, time.monotonic())
+        return run.stop.is_set()
+
+    def _beat_loop(self) -> None:
+        while not self._closing.wait(self.settings.ingest_job_heartbeat_s):
+            if not self._running:
+                continue
+            try:
+                for job_id in self.jobs.beat(str(self.host)):
+                    run = self._running.get(job_id)
+                    if run is not None:
+                        run.halt("cancel")
+            except Exception as exc:  # a missed beat is retried; three in a row orphan it
+                log.warning("ingest heartbeat failed: %s", exc)
+
+    def stop_requested(self, job_id: str) -> bool:
+        """Whether this host's worker has been told to stop the job (cancel or shutdown)."""
+        run = self._running.get(job_id)
+        return run is not None and run.stop.is_set()
+
+    def cancel(self, job_id: str) -> JobRecord:
+        job = self.jobs.cancel(job_id)
+        run = self._running.get(job_id)
+        if run is not None:  # running here: no need to wait for the next read of the row
+            run.halt("cancel")
         return job
 
     def shutdown(self) -> None:
+        """Stop taking work: queued jobs fail with SHUT_DOWN, a running one stops at its
+        next group and fails the same way (committed groups stay)."""
+        self._closing.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        for run in list(self._running.values()):
+            run.halt("shutdown")
+        try:
+            self.jobs.abandon_queued(str(self.host), SHUT_DOWN)
+        except Exception as exc:
+            log.warning("could not mark queued ingest jobs failed: %s", exc)
+        if not any(r.started for r in self._running.values()):
+            self.host.release()
 
 
 def _result(report: IngestReport, docs: Sequence[Document]) -> IngestResultPublic:
@@ -309,10 +430,10 @@ def _respond(
     return _accepted(ing.submit(collection, docs, report))
 
 
-def _accepted(job: Job) -> JSONResponse:
+def _accepted(job: JobRecord) -> JSONResponse:
     return JSONResponse(
         status_code=202,
-        content=job.public().model_dump(mode="json"),
+        content=JobPublic.from_record(job).model_dump(mode="json"),
         headers={"Location": f"/v1/jobs/{job.id}"},
     )
 
@@ -374,7 +495,15 @@ UPSERT_LINKS = {
     }
 }
 JOB_LINKS = {
-    "links": {"GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}}}
+    "links": {
+        "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}},
+        "CancelJob": {"operationId": "cancel_job", "parameters": {"job_id": "$response.body#/id"}},
+    }
+}
+CANCEL_LINKS = {
+    "links": {
+        "CancelJob": {"operationId": "cancel_job", "parameters": {"job_id": "$response.body#/id"}}
+    }
 }
 
 
@@ -557,25 +686,63 @@ def delete_document(
     return Response(status_code=204)
 
 
+JobId = Annotated[str, Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]
+
+
+def _visible_job(request: Request, principal: Principal, job_id: str) -> JobRecord:
+    job = _ingestion(request).jobs.get(job_id)
+    if not principal.covers(job.collection):
+        raise JobNotFound(job_id)  # another scope's job reads as unknown, like its collection
+    return job
+
+
 @router.get(
     "/jobs/{job_id}",
     operation_id="get_job",
     summary="Progress of a background ingestion job: counts, ETA, and the result when done",
-    responses=errors_doc(404),
+    description="Jobs are kept in the state database (SQLite beside the index, or "
+    "DOSSIER_STATE_URL's PostgreSQL), so any API host sharing it answers, after restarts "
+    "too. A job whose host stopped reads as failed, with the reason; re-posting its batch "
+    "embeds only what is missing.",
+    responses={200: CANCEL_LINKS, **errors_doc(404)},
 )
-def get_job(
-    job_id: Annotated[str, Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")],
-    request: Request,
-    principal: PrincipalDep,
-) -> JobPublic:
-    job = _ingestion(request).jobs.get(job_id)
-    if job is None or not principal.covers(job.collection):
-        raise NotFound(f"No job {job_id!r}; jobs are kept in memory until the server restarts.")
-    return job.public()
+def get_job(job_id: JobId, request: Request, principal: PrincipalDep) -> JobPublic:
+    return JobPublic.from_record(_visible_job(request, principal, job_id))
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    operation_id="cancel_job",
+    summary="Cancel a background ingestion job (write keys, within their scope)",
+    description="A queued job is cancelled at once (200). A running one, on whichever host "
+    "runs it, stops before its next group of documents (202, `cancel_requested`; poll GET "
+    "until `cancelled`): what it committed stays and is searchable. A job that has already "
+    "ended answers 409.",
+    response_model=JobPublic,
+    responses={
+        202: {"model": JobPublic, "description": "Cancel requested."},
+        **errors_doc(403, 404, 409),
+    },
+)
+def cancel_job(
+    job_id: JobId, request: Request, principal: PrincipalDep
+) -> JobPublic | JSONResponse:
+    job = _visible_job(request, principal, job_id)
+    principal.require("write")
+    job = _ingestion(request).cancel(job.id)
+    public = JobPublic.from_record(job)
+    if job.status == "cancelled":
+        return public
+    return JSONResponse(
+        status_code=202,
+        content=public.model_dump(mode="json"),
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
 
 
 def install(app: FastAPI, settings: Settings, engine: Dossier) -> Ingestion:
     ing = Ingestion(settings, engine)
+    ing.sweep()
     app.state.ingestion = ing
     app.include_router(router)
     return ing

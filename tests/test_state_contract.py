@@ -1,8 +1,12 @@
 """The state stores' contract, run over every backend (``state_url``: SQLite, PostgreSQL):
-API keys, feedback and conversations behave the same wherever they are kept."""
+API keys, feedback, conversations and ingestion jobs behave the same wherever they are kept."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,12 +19,15 @@ from dossier.errors import (
     ConversationFull,
     ConversationNotFound,
     InvalidInput,
+    JobFinished,
+    JobNotFound,
     NotFound,
 )
 from dossier.models import Answer, AnswerSentence, Citation
 from dossier.state import open_state
 from dossier.state.sqlite import SQLiteFile
 from service.feedback import FeedbackCreate, FeedbackStore
+from service.jobs import ORPHANED, SHUT_DOWN, HostId, JobStore
 from service.keys import KeyStore
 
 COLLECTION = "albania-iran"
@@ -167,3 +174,84 @@ def test_the_message_cap_holds_under_concurrent_turns(
     assert got.message_count == 6 and len(got.messages) == 6
     with pytest.raises(ConversationFull, match="6 messages"):
         store.add_turn(conv.id, "key1", "one more", _answer("x", "y"), max_messages=6)
+
+
+def _started(store: JobStore, host: str, now: float | None = None) -> str:
+    job = store.create(COLLECTION, 5, host, now=now)
+    assert store.start(job.id, host, now=now)
+    return job.id
+
+
+def test_jobs_progress_cancel_and_finish(tmp_path: Path, state_url: str | None) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3", state_url)
+    host = HostId()
+    try:
+        job = store.create(COLLECTION, 3, str(host))
+        assert (job.status, job.processed, job.host) == ("queued", 0, str(host))
+        assert store.start(job.id, str(host)) and not store.start(job.id, str(host))
+        assert store.progress(job.id, str(host), 2, 5) == "go"
+        # Another host (another store object on the same database) reads and cancels it.
+        other = JobStore(tmp_path / "jobs.sqlite3", state_url)
+        seen = other.get(job.id)
+        assert (seen.status, seen.processed, seen.chunks_embedded) == ("running", 2, 5)
+        assert seen.eta_s() is not None
+        assert other.cancel(job.id).cancel_requested
+        assert store.beat(str(host)) == {job.id}  # the worker hears of it with its heartbeat
+        assert store.progress(job.id, str(host), 3, 6) == "cancel"
+        assert store.finish(job.id, str(host), "cancelled", 3, 6, result={"added": 3})
+        done = other.get(job.id)
+        assert (done.status, done.result, done.finished is not None) == (
+            "cancelled", {"added": 3}, True,
+        )  # fmt: skip
+        with pytest.raises(JobFinished, match="already ended"):
+            other.cancel(job.id)
+        with pytest.raises(JobNotFound):
+            other.get("0" * 32)
+        # A queued job is cancelled in its row, and its worker then finds nothing to start.
+        queued = store.create(COLLECTION, 1, str(host))
+        assert other.cancel(queued.id).status == "cancelled"
+        assert not store.start(queued.id, str(host))
+        waiting = store.create(COLLECTION, 1, str(host))
+        assert store.abandon_queued(str(host), SHUT_DOWN) == 1
+        assert (store.get(waiting.id).status, store.get(waiting.id).error) == ("failed", SHUT_DOWN)
+    finally:
+        host.release()
+
+
+def test_orphaned_jobs_read_as_failed_with_the_reason(
+    tmp_path: Path, state_url: str | None
+) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3", state_url, heartbeat_s=1.0)
+    local = state_url is None
+    live, ended = HostId(), HostId()
+    ended.release()  # a boot of this process that has stopped (an app shut down)
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    dead_pid = f"{socket.gethostname()}:{int(exited.stdout)}:0badb007"
+    try:
+        stale = _started(store, "elsewhere:7:feedface", now=time.time() - 60)
+        beating = _started(store, "elsewhere:7:feedface")
+        mine = _started(store, str(live))
+        gone = _started(store, str(ended))
+        killed = _started(store, dead_pid)
+        # Stale heartbeats fail everywhere; on SQLite (one machine) so does a job whose
+        # process or boot has ended, at once; PostgreSQL hosts may share names and pids.
+        assert store.sweep() == (3 if local else 1)
+        failed = store.get(stale)
+        assert (failed.status, failed.error) == ("failed", ORPHANED) and failed.finished
+        assert store.get(beating).status == store.get(mine).status == "running"
+        for job_id in (gone, killed):
+            assert store.get(job_id).status == ("failed" if local else "running")
+        # Read lazily too: the other machine's job goes stale once its beats stop coming.
+        impatient = JobStore(tmp_path / "jobs.sqlite3", state_url, heartbeat_s=0.01)
+        time.sleep(0.1)
+        assert impatient.get(beating).error == ORPHANED
+        assert impatient.get(mine).status == "running"  # a live boot of this process
+        # The host of a job swept as an orphan no longer writes over the failure.
+        assert store.progress(beating, "elsewhere:7:feedface", 1, 1) == "lost"
+        assert not store.finish(beating, "elsewhere:7:feedface", "done", 5, 5)
+        assert store.get(beating).status == "failed"
+    finally:
+        live.release()

@@ -243,7 +243,7 @@ class IngestResult(_Model):
     documents: list[DocumentRef] = []
 
 
-JobStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class Job(_Model):
@@ -262,7 +262,7 @@ class Job(_Model):
 
     @property
     def over(self) -> bool:
-        return self.status in ("done", "failed")
+        return self.status in ("done", "failed", "cancelled")
 
 
 class ApiError(Exception):
