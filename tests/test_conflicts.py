@@ -182,8 +182,13 @@ def test_a_targeted_search_finds_the_other_report_that_retrieval_left_out(
 ) -> None:
     # One passage retrieved for the question: only the search for the answer sentence
     # itself brings the other report.
+    retrieved = engine.retrieve(QUESTION, "disagree", 1).passages
+    assert len({sp.passage.doc_id for sp in retrieved}) == 1
     answer = engine.ask(QUESTION, "disagree", top_k=1)
-    assert not answer.refused and len({sp.passage.doc_id for sp in answer.passages}) == 1
+    assert not answer.refused
+    # The passage the search found is delivered with the answer, so its citation resolves.
+    delivered = {sp.passage.passage_id for sp in answer.passages}
+    assert {c.passage_id for c in answer.citations} <= delivered and len(delivered) == 2
     [conflict] = answer.conflicts
     assert {conflict.value, *(x.value for x in conflict.sources)} == {"1:47.97", "1:48.27"}
     _assert_citations_hold(engine, answer)
