@@ -77,9 +77,12 @@ class DisagreeingSource(_Model):
     citation: int
     quote: str
     doc_id: str
+    passage_id: str
     title: str
     publisher: str | None = None
     published: str | None = None
+    start: int
+    end: int
 
 
 class Conflict(_Model):
@@ -254,9 +257,13 @@ class Job(_Model):
     status: JobStatus
     total: int
     processed: int = 0
+    chunks_embedded: int = 0
     eta_s: float | None = None
     created: str = ""
+    started: str | None = None
     finished: str | None = None
+    cancel_requested: bool = False
+    host: str = ""
     error: str | None = None
     result: IngestResult | None = None
 

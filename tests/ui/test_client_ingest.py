@@ -91,7 +91,7 @@ def test_errors_are_the_api_messages(client: DossierClient) -> None:
     assert bad_name.value.status == 422 and "name" in str(bad_name.value)
     with pytest.raises(ApiResponseError) as no_job:
         client.job("0" * 32)
-    assert no_job.value.status == 404 and "No job" in str(no_job.value)
+    assert no_job.value.status == 404 and "No ingestion job" in str(no_job.value)
 
 
 def test_urls_on_a_server_without_the_route_say_so(client: DossierClient) -> None:

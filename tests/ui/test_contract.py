@@ -29,6 +29,8 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (c.Document, s.DocumentPublic),
     (c.DocumentDetail, s.DocumentDetailPublic),
     (c.Page, s.PagePublic),
+    (c.Conflict, s.ConflictPublic),
+    (c.DisagreeingSource, s.DisagreeingSourcePublic),
     (c.Feedback, FeedbackPublic),
     (c.ChatMessage, s.ChatMessage),
     (c.IngestProblem, i.ProblemPublic),

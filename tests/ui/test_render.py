@@ -140,9 +140,12 @@ def test_a_conflict_shows_both_quotes_side_by_side_each_linked_and_the_newer_mar
                         citation=2,
                         quote=other.quote,
                         doc_id="d2",
+                        passage_id="d2-0",
                         title="Other report",
                         publisher="Balkan Wire",
                         published="2022-09-09",
+                        start=0,
+                        end=len(other.quote),
                     )
                 ],
             )
