@@ -63,7 +63,7 @@ from dossier.verify.conflicts import (
 )
 from dossier.verify.features import names
 from evals.loaders import BBC_DIR, shared_dir
-from evals.runner import THRESHOLDS, load_thresholds
+from evals.runner import THRESHOLDS, MetricResult, load_thresholds
 
 SALT = "dossier-conflicts-2026-12"
 TRAIN_LIST = Path("benchmarks") / "bbc-qa-dev" / "train-articles.txt"
@@ -483,10 +483,11 @@ def misses(metrics: dict[str, float], path: Path = THRESHOLDS) -> list[str]:
     out = []
     for name, (kind, bound) in load_thresholds("conflicts", path).items():
         value = metrics.get(name)
-        if value is None:
-            out.append(f"{name}: not measured")
-        elif (kind == "min" and value < bound) or (kind == "max" and value > bound):
-            out.append(f"{name} = {value:.3f}, {kind} {bound}")
+        if MetricResult(name, value, None, None, 0, (kind, bound)).passed:
+            continue
+        out.append(
+            f"{name}: not measured" if value is None else f"{name} = {value:.3f}, {kind} {bound}"
+        )
     return out
 
 
